@@ -1,0 +1,376 @@
+"""Frame records: the validated attrs types a processor builds for each frame.
+
+Validation happens once, at construction, so that a bad value fails at the
+caller's line and never later inside a batch. Conversion to and from plain
+dicts and JSON goes through one private cattrs converter.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+
+import attrs
+import cattrs
+import orjson
+from cattrs.gen import make_dict_unstructure_fn, override
+
+from framemeta.errors import ValidationError
+
+__all__ = ["BoundingBox", "Detection", "FrameRecord"]
+
+_CAMERA_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_BIGINT_MAX: Final = 2**63 - 1
+_INT_MAX: Final = 2**31 - 1
+MAX_LABEL_CHARS: Final = 64
+MAX_DETECTIONS: Final = 1024
+_KNOWN_CAMERA_IDS: set[str] = set()
+_KNOWN_CAMERA_IDS_MAX: Final = 65_536
+
+# numpy scalars and arrays are what detectors hand out; datetimes and
+# dataclasses would come back as strings or dicts, so they are refused rather
+# than silently changed on the way to jsonb.
+_ORJSON_OPTIONS: Final = (
+    orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_camera_id(camera_id: object) -> None:
+    if type(camera_id) is not str or _CAMERA_ID.fullmatch(camera_id) is None:
+        raise ValidationError(
+            "camera_id", camera_id, "must be 1-64 characters of A-Z a-z 0-9 . _ : -"
+        )
+    # A deployment has a handful of cameras: remembering the valid ids turns
+    # the regular expression into a set lookup on the hot path.
+    if len(_KNOWN_CAMERA_IDS) < _KNOWN_CAMERA_IDS_MAX:
+        _KNOWN_CAMERA_IDS.add(camera_id)
+
+
+def _utc(captured_at: object) -> datetime:
+    if not isinstance(captured_at, datetime):
+        raise ValidationError("captured_at", captured_at, "must be a datetime")
+    tzinfo = captured_at.tzinfo
+    if tzinfo is None or tzinfo.utcoffset(captured_at) is None:
+        raise ValidationError(
+            "captured_at", captured_at, "must be timezone-aware (naive datetimes are refused)"
+        )
+    if tzinfo is UTC and type(captured_at) is datetime:
+        return captured_at
+    # Subclasses (pandas.Timestamp, say) become plain datetimes in UTC.
+    utc = captured_at.astimezone(UTC)
+    return datetime(
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, UTC
+    )
+
+
+def _unit_interval(field: str, value: object) -> None:
+    # The chained comparison is False for NaN, so it also refuses NaN and inf.
+    if not _is_number(value) or not 0.0 <= value <= 1.0:  # type: ignore[operator]
+        raise ValidationError(field, value, "must be a finite number in [0, 1]")
+
+
+def _text(field: str, value: object, max_chars: int) -> None:
+    if not isinstance(value, str) or not 1 <= len(value) <= max_chars:
+        raise ValidationError(field, value, f"must be a string of 1 to {max_chars} characters")
+    if "\x00" in value:
+        raise ValidationError(field, value, "must not contain a NUL character")
+
+
+@attrs.frozen(slots=True)
+class BoundingBox:
+    """An axis-aligned box around a detection, in pixels of the frame.
+
+    ``x`` and ``y`` are the top-left corner (>= 0); ``width`` and ``height``
+    are > 0. All four are finite numbers. Raises `ValidationError` otherwise.
+    """
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+    def __attrs_post_init__(self) -> None:
+        x, y, width, height = self.x, self.y, self.width, self.height
+        # NaN fails every comparison, infinities fail the upper bound.
+        if not (
+            _is_number(x)
+            and _is_number(y)
+            and _is_number(width)
+            and _is_number(height)
+            and 0 <= x < math.inf
+            and 0 <= y < math.inf
+            and 0 < width < math.inf
+            and 0 < height < math.inf
+        ):
+            raise ValidationError(
+                "box", self, "x, y must be finite numbers >= 0; width, height finite and > 0"
+            )
+
+
+@attrs.frozen(slots=True)
+class Detection:
+    """One detected object: a label, the detector's confidence and an optional box.
+
+    ``label`` is 1-64 characters without NUL; ``confidence`` is a finite number
+    in [0, 1]; ``box`` is a `BoundingBox` in pixels or None when the detector
+    gives no location (a scene classifier, say). Raises `ValidationError`.
+    """
+
+    label: str
+    confidence: float
+    box: BoundingBox | None = None
+
+    def __attrs_post_init__(self) -> None:
+        label, confidence = self.label, self.confidence
+        if type(label) is not str or not 0 < len(label) <= MAX_LABEL_CHARS or "\x00" in label:
+            _text("detection.label", label, MAX_LABEL_CHARS)
+        if not (type(confidence) is float and 0.0 <= confidence <= 1.0):
+            _unit_interval("detection.confidence", confidence)
+        if self.box is not None and not isinstance(self.box, BoundingBox):
+            raise ValidationError("detection.box", self.box, "must be a BoundingBox or None")
+
+
+@attrs.frozen(slots=True, hash=False)
+class FrameRecord:
+    """The metadata of one video frame.
+
+    Required: ``camera_id`` (1-64 characters of ``[A-Za-z0-9._:-]``),
+    ``captured_at`` (a timezone-aware datetime; stored and returned in UTC) and
+    ``frame_number`` (an integer >= 0, at most 2**63-1). Everything else is
+    optional, because each processor knows only its own measurements:
+
+    - ``width``, ``height``: frame size in pixels, > 0.
+    - ``motion_score``: fraction of the frame that changed, in [0, 1].
+    - ``brightness``: mean luminance normalised to [0, 1].
+    - ``detections``: a sequence of `Detection` (stored as a tuple, at most
+      1,024); boxes must lie inside the frame when the size is known.
+    - ``metadata``: free-form JSON object (str keys; str, int, float, bool,
+      None, lists, nested objects, numpy scalars and arrays), finite numbers
+      only, no NUL character, at most `max_metadata_bytes` when encoded.
+      A shallow copy is kept; it is encoded once, here.
+
+    A bad value raises `framemeta.ValidationError` naming the field. Equal
+    records compare equal field by field; the hash is that of `key`.
+    """
+
+    max_metadata_bytes: ClassVar[int] = 16_384
+    """Upper bound of a record's metadata encoded as JSON, in bytes (default 16 KiB).
+    Set it on the class (``FrameRecord.max_metadata_bytes = 65_536``) to change it."""
+
+    camera_id: str
+    captured_at: datetime
+    frame_number: int
+    width: int | None = None
+    height: int | None = None
+    motion_score: float | None = None
+    brightness: float | None = None
+    detections: Sequence[Detection] = ()
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    _metadata_json: bytes | None = attrs.field(init=False, eq=False, repr=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        # The hot path of every processor: checks are inlined with the common
+        # case first (a known camera, a float score, UTC) to stay near 1 us.
+        setter = object.__setattr__
+        camera_id = self.camera_id
+        if camera_id not in _KNOWN_CAMERA_IDS:
+            _check_camera_id(camera_id)
+
+        captured_at = self.captured_at
+        if type(captured_at) is not datetime or captured_at.tzinfo is not UTC:
+            setter(self, "captured_at", _utc(captured_at))
+
+        frame_number = self.frame_number
+        if type(frame_number) is not int or not 0 <= frame_number <= _BIGINT_MAX:
+            raise ValidationError(
+                "frame_number", frame_number, "must be an integer in [0, 2**63-1]"
+            )
+
+        width, height = self.width, self.height
+        if width is not None and (type(width) is not int or not 0 < width <= _INT_MAX):
+            raise ValidationError("width", width, "must be a positive integer (pixels) or None")
+        if height is not None and (type(height) is not int or not 0 < height <= _INT_MAX):
+            raise ValidationError("height", height, "must be a positive integer (pixels) or None")
+
+        score = self.motion_score
+        if score is not None and not (type(score) is float and 0.0 <= score <= 1.0):
+            _unit_interval("motion_score", score)
+        score = self.brightness
+        if score is not None and not (type(score) is float and 0.0 <= score <= 1.0):
+            _unit_interval("brightness", score)
+
+        detections = self.detections
+        if detections:
+            self._check_detections(detections)
+        elif type(detections) is not tuple:
+            setter(self, "detections", ())
+
+        metadata = self.metadata
+        if type(metadata) is not dict and not isinstance(metadata, Mapping):
+            raise ValidationError("metadata", metadata, "must be a mapping with str keys")
+        if metadata:
+            metadata = dict(metadata)
+            setter(self, "_metadata_json", _encode_metadata(metadata, self.max_metadata_bytes))
+        else:
+            metadata = {}
+            setter(self, "_metadata_json", None)
+        setter(self, "metadata", metadata)
+
+    def _check_detections(self, detections: Sequence[Detection]) -> None:
+        if type(detections) is not tuple and (
+            isinstance(detections, (str, bytes, Mapping)) or not isinstance(detections, Sequence)
+        ):
+            raise ValidationError("detections", detections, "must be a sequence of Detection")
+        if len(detections) > MAX_DETECTIONS:
+            raise ValidationError(
+                "detections", len(detections), f"at most {MAX_DETECTIONS} detections per frame"
+            )
+        width, height = self.width, self.height
+        for index, detection in enumerate(detections):
+            if type(detection) is not Detection and not isinstance(detection, Detection):
+                raise ValidationError(f"detections[{index}]", detection, "must be a Detection")
+            box = detection.box
+            if box is not None and (
+                (width is not None and box.x + box.width > width)
+                or (height is not None and box.y + box.height > height)
+            ):
+                raise ValidationError(
+                    f"detections[{index}].box", box, f"lies outside the {width}x{height} frame"
+                )
+        if type(detections) is not tuple:
+            object.__setattr__(self, "detections", tuple(detections))
+
+    def __hash__(self) -> int:
+        return hash((self.camera_id, self.captured_at, self.frame_number))
+
+    @property
+    def key(self) -> tuple[str, datetime, int]:
+        """The natural key ``(camera_id, captured_at, frame_number)``; unique in the database."""
+        return (self.camera_id, self.captured_at, self.frame_number)
+
+    @property
+    def metadata_json(self) -> bytes | None:
+        """The metadata encoded as compact UTF-8 JSON, or None when it is empty."""
+        return self._metadata_json
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as plain, JSON-ready Python values.
+
+        ``captured_at`` becomes an ISO 8601 string in UTC, detections become
+        dicts; `from_dict` reverses it exactly.
+        """
+        result: dict[str, Any] = _converter.unstructure(self)
+        return result
+
+    def to_json(self) -> bytes:
+        """Return `to_dict` encoded as compact UTF-8 JSON."""
+        return orjson.dumps(self.to_dict(), option=_ORJSON_OPTIONS)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FrameRecord:
+        """Build a record from plain values, as produced by `to_dict`.
+
+        ``captured_at`` may be a datetime or an ISO 8601 string with an
+        offset. Unknown keys are refused. Raises `ValidationError` naming the
+        field on a missing, unknown or bad value.
+        """
+        if not isinstance(data, Mapping):
+            raise ValidationError("record", data, "must be a mapping")
+        try:
+            return _converter.structure(data, cls)
+        except ValidationError:
+            raise
+        except cattrs.ForbiddenExtraKeysError as exc:
+            raise ValidationError(
+                sorted(exc.extra_fields)[0], data, "is not a FrameRecord field"
+            ) from None
+        except KeyError as exc:
+            raise ValidationError(str(exc.args[0]), data, "is required") from None
+        except (TypeError, ValueError, cattrs.BaseValidationError) as exc:
+            raise ValidationError("record", data, f"cannot be converted: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> FrameRecord:
+        """Parse JSON produced by `to_json`; raises `ValidationError` on bad input."""
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ValidationError("record", text, f"is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def _encode_metadata(metadata: dict[str, Any], limit: int) -> bytes:
+    try:
+        encoded = orjson.dumps(metadata, option=_ORJSON_OPTIONS)
+    except TypeError as exc:
+        raise ValidationError("metadata", metadata, f"is not JSON-serialisable: {exc}") from None
+    if len(encoded) > limit:
+        raise ValidationError(
+            "metadata", f"<{len(encoded)} bytes>", f"encodes to more than {limit} bytes"
+        )
+    # orjson writes NaN and infinities as null and NUL as \u0000: both markers
+    # are rare in real metadata, so only then is the value walked to tell.
+    if b"null" in encoded or b"\\u0000" in encoded:
+        _check_json_values("metadata", metadata)
+    return encoded
+
+
+def _check_json_values(path: str, value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(path, value, "must not contain a NUL character")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise ValidationError(path, key, "keys must not contain a NUL character")
+            _check_json_values(f"{path}.{key}", item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json_values(f"{path}[{index}]", item)
+    elif hasattr(value, "tolist"):  # numpy array or scalar
+        _check_json_values(path, value.tolist())
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(path, value, "must be a finite number (JSON has no NaN or infinity)")
+
+
+def _structure_datetime(value: Any, _: type) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValidationError("captured_at", value, "must be a datetime or an ISO 8601 string")
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=False)
+    # Values pass through unchanged so that the records' own validation names
+    # the field; cattrs would otherwise turn "5" into 5 and 5.7 into 5.
+    for scalar in (int, float, str):
+        converter.register_structure_hook(scalar, lambda value, _: value)
+    converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
+    converter.register_structure_hook(datetime, _structure_datetime)
+    converter.register_structure_hook_func(
+        lambda type_: type_ == Sequence[Detection],
+        lambda value, _: tuple(converter.structure(item, Detection) for item in value),
+    )
+    converter.register_structure_hook_func(
+        lambda type_: type_ == Mapping[str, Any], lambda value, _: dict(value)
+    )
+    converter.register_unstructure_hook(
+        FrameRecord,
+        make_dict_unstructure_fn(FrameRecord, converter, _metadata_json=override(omit=True)),
+    )
+    return converter
+
+
+_converter: Final = _make_converter()

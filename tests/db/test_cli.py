@@ -1,0 +1,106 @@
+"""The `framemeta` command: real server, real process, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "framemeta", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("framemeta: error: ")
+    return lines[0]
+
+
+def test_migrate_then_status(fresh_database: str) -> None:
+    migrated = run_cli("migrate", "--dsn", fresh_database)
+    again = run_cli("migrate", "--dsn", fresh_database)
+    status = run_cli("status", "--dsn", fresh_database, "--json")
+
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied 2 migration(s)" in migrated.stdout
+    assert "up to date" in again.stdout
+    report = json.loads(status.stdout)
+    assert report["schema_version"] == 2
+    assert report["edition"] in {"apache", "timescale"}
+    assert report["chunks"]["count"] == 0
+
+
+def test_migrate_status_lists_files(fresh_database: str) -> None:
+    result = run_cli("migrate", "--status", "--dsn", fresh_database)
+
+    assert result.returncode == 0
+    assert "0001_extension_roles_config.sql  pending" in result.stdout
+
+
+def test_dsn_comes_from_the_environment(fresh_database: str) -> None:
+    result = run_cli("migrate", env={"FRAMEMETA_DSN": fresh_database})
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_human_status_names_the_edition(db_dsn: str) -> None:
+    result = run_cli("status", "--dsn", db_dsn)
+
+    assert result.returncode == 0, result.stderr
+    assert "edition" in result.stdout
+    assert "raw chunks" in result.stdout
+
+
+def test_unparseable_dsn_is_one_line_without_the_password() -> None:
+    line = _one_line_error(run_cli("status", "--dsn", "host=x password=hunter2 nonsense"))
+
+    assert "cannot parse" in line
+    assert "hunter2" not in line
+
+
+def test_unreachable_server_is_one_line_without_the_password() -> None:
+    dsn = "host=127.0.0.1 port=1 user=someone password=hunter2 dbname=x connect_timeout=2"
+    line = _one_line_error(run_cli("migrate", "--dsn", dsn))
+
+    assert "cannot connect to someone@127.0.0.1:1/x" in line
+    assert "hunter2" not in line
+
+
+def test_uri_password_is_not_shown() -> None:
+    line = _one_line_error(run_cli("status", "--dsn", "postgresql://u:hunter2@127.0.0.1:1/db"))
+
+    assert "hunter2" not in line
+
+
+def test_database_without_timescaledb_is_named(fresh_database: str) -> None:
+    line = _one_line_error(run_cli("status", "--dsn", fresh_database))
+
+    assert "has no TimescaleDB extension" in line
+
+
+@pytest.mark.usefixtures("embedded_only")
+def test_server_without_timescaledb_preloaded_is_refused() -> None:
+    from framemeta.embedded import EmbeddedServer
+
+    with EmbeddedServer(settings={"shared_preload_libraries": "pg_stat_statements"}) as server:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE plain")
+        line = _one_line_error(run_cli("migrate", "--dsn", make_conninfo(server.dsn, dbname="plain")))
+
+    assert "not preloaded" in line
