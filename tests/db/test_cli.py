@@ -101,6 +101,8 @@ def test_server_without_timescaledb_preloaded_is_refused() -> None:
     with EmbeddedServer(settings={"shared_preload_libraries": "pg_stat_statements"}) as server:
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE plain")
-        line = _one_line_error(run_cli("migrate", "--dsn", make_conninfo(server.dsn, dbname="plain")))
+        line = _one_line_error(
+            run_cli("migrate", "--dsn", make_conninfo(server.dsn, dbname="plain"))
+        )
 
     assert "not preloaded" in line

@@ -37,7 +37,9 @@ def test_server_preloads_timescaledb_and_pg_stat_statements() -> None:
         version = conn.execute(
             "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
         ).fetchone()
-    assert row is not None and "timescaledb" in row[0] and "pg_stat_statements" in row[0]
+    assert row is not None
+    assert "timescaledb" in row[0]
+    assert "pg_stat_statements" in row[0]
     assert version == (server.timescaledb_version,)
 
 

@@ -59,9 +59,7 @@ def test_writer_cannot_change_or_read_data(
         as_writer.execute(statement)
 
 
-def test_reader_reads(
-    db_dsn: str, as_reader: psycopg.Connection[tuple[object, ...]]
-) -> None:
+def test_reader_reads(db_dsn: str, as_reader: psycopg.Connection[tuple[object, ...]]) -> None:
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         conn.execute(ROW, (datetime(2026, 3, 1, tzinfo=UTC),))
 
@@ -88,12 +86,12 @@ def test_reader_cannot_write(
 
 def test_owner_owns_every_framemeta_object(db_dsn: str) -> None:
     with psycopg.connect(db_dsn) as conn:
-        owners = {
-            name: owner
-            for name, owner in conn.execute(
+        owners: dict[str, str] = dict(
+            conn.execute(
                 "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c"
                 " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = 'public' AND c.relname IN ('frame_metadata', 'framemeta_config')"
+                " WHERE n.nspname = 'public'"
+                "   AND c.relname IN ('frame_metadata', 'framemeta_config')"
             )
-        }
+        )
     assert owners == {"frame_metadata": "framemeta_owner", "framemeta_config": "framemeta_owner"}

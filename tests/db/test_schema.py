@@ -70,7 +70,9 @@ def test_edited_applied_migration_is_refused(fresh_database: str, tmp_path: Path
 
     with pytest.raises(MigrationError, match=r"0002_frame_metadata\.sql was edited"):
         migrate(fresh_database, directory=directory)
-    states = {s.migration.version: s.status for s in migration_status(fresh_database, directory=directory)}
+    states = {
+        s.migration.version: s.status for s in migration_status(fresh_database, directory=directory)
+    }
     assert states[2] == "edited"
 
 
@@ -80,7 +82,7 @@ def test_failed_migration_leaves_no_trace(fresh_database: str, tmp_path: Path) -
         "CREATE TABLE half_done (id int);\nINSERT INTO half_done VALUES (1);\nSELECT 1/0;\n"
     )
 
-    with pytest.raises(MigrationError, match="0900_broken.sql failed: division by zero") as info:
+    with pytest.raises(MigrationError, match=r"0900_broken\.sql failed: division by zero") as info:
         migrate(fresh_database, directory=directory)
 
     assert info.value.sqlstate == "22012"
@@ -109,7 +111,8 @@ def test_no_transaction_migration_runs_statement_by_statement(
     assert not applied[-1].transactional
     with psycopg.connect(fresh_database) as conn:
         row = conn.execute("SELECT to_regclass('plain_note_idx')").fetchone()
-    assert row is not None and row[0] is not None
+    assert row is not None
+    assert row[0] is not None
 
 
 def test_database_ahead_of_the_code_is_refused(fresh_database: str, tmp_path: Path) -> None:
@@ -147,12 +150,11 @@ def test_raw_table_is_a_hypertable_with_one_day_chunks(db_dsn: str) -> None:
 
 def test_raw_table_has_exactly_the_chosen_indexes(db_dsn: str) -> None:
     with psycopg.connect(db_dsn) as conn:
-        indexes = {
-            name: definition
-            for name, definition in conn.execute(
+        indexes: dict[str, str] = dict(
+            conn.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'frame_metadata'"
             )
-        }
+        )
     assert set(indexes) == {
         "frame_metadata_pkey",
         "frame_metadata_metadata_idx",

@@ -19,26 +19,43 @@ camera_ids = st.text(
     min_size=1,
     max_size=64,
 )
+# Any character PostgreSQL text accepts: no NUL, no lone surrogates.
+TEXT_CHARS = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 aware_datetimes = st.datetimes(
     min_value=datetime(1971, 1, 1),
     max_value=datetime(2200, 1, 1),
-    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+    ),
 )
 json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)))
+    | st.text(alphabet=TEXT_CHARS)
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(
+                alphabet=TEXT_CHARS,
+                max_size=8,
+            ),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=12,
 )
 metadata = st.dictionaries(
-    st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12),
+    st.text(
+        alphabet=TEXT_CHARS,
+        max_size=12,
+    ),
     json_values,
     max_size=5,
 )
@@ -51,7 +68,11 @@ boxes = st.builds(
 )
 detections = st.builds(
     Detection,
-    label=st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1, max_size=64),
+    label=st.text(
+        alphabet=TEXT_CHARS,
+        min_size=1,
+        max_size=64,
+    ),
     confidence=unit,
     box=st.none() | boxes,
 )
@@ -103,7 +124,9 @@ BAD_FIELDS: dict[str, st.SearchStrategy[Any]] = {
         st.booleans(),
         st.text(max_size=3),
     ),
-    "width": st.one_of(st.integers(max_value=0), st.floats(min_value=1, max_value=100), st.text(max_size=2)),
+    "width": st.one_of(
+        st.integers(max_value=0), st.floats(min_value=1, max_value=100), st.text(max_size=2)
+    ),
     "height": st.one_of(st.integers(max_value=0), st.integers(min_value=2**31)),
     "motion_score": st.one_of(
         st.floats(min_value=1.0, exclude_min=True),
@@ -232,6 +255,8 @@ def test_from_dict_names_unknown_and_missing_fields() -> None:
 def test_numpy_values_are_accepted_in_metadata() -> None:
     numpy = pytest.importorskip("numpy")
 
-    record = FrameRecord("cam-1", NOW, 1, metadata={"hist": numpy.array([1.5, 2.0]), "f": numpy.float32(0.25)})
+    record = FrameRecord(
+        "cam-1", NOW, 1, metadata={"hist": numpy.array([1.5, 2.0]), "f": numpy.float32(0.25)}
+    )
 
     assert record.metadata_json == b'{"hist":[1.5,2.0],"f":0.25}'
