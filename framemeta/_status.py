@@ -14,6 +14,8 @@ import psycopg
 
 from framemeta.errors import DatabaseError
 
+_EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
+
 __all__ = ["ChunkSummary", "DatabaseStatus", "check_timescaledb", "collect", "format_table"]
 
 
@@ -150,7 +152,7 @@ def format_table(status: DatabaseStatus) -> str:
             else "-"
         )
         rows += [
-            ("raw frames (estimate)", f"{status.raw_rows_estimate:,}"),
+            ("raw frames (about)", f"{status.raw_rows_estimate:,}"),
             ("raw chunks", f"{chunks.count} ({chunks.compressed} compressed)"),
             ("raw time range", covered),
             ("raw size", _bytes(chunks.total_bytes)),

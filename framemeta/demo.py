@@ -118,7 +118,7 @@ def run(data_dir: Path, *, keep_running: bool, say: Callable[[str], None]) -> in
             total = conn.execute("SELECT count(*) FROM frame_metadata").fetchone()
             say(f"frame_metadata holds {total[0] if total else 0} frames in all")
             say(_status.format_table(_status.collect(conn)))
-        say(f"connect with: psql '{dsn}'")
+        say(f"look around: framemeta server start, then psql '{dsn}'")
     finally:
         if not keep_running and not already_running:
             server.stop()

@@ -106,3 +106,17 @@ def test_server_without_timescaledb_preloaded_is_refused() -> None:
         )
 
     assert "not preloaded" in line
+
+
+def test_status_counts_frames_of_a_young_table(db_dsn: str) -> None:
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
+            " SELECT 'cam-1', '2026-01-01T00:00:00Z'::timestamptz + n * interval '1 s', n"
+            " FROM generate_series(1, 3) AS n"
+        )
+
+    report = json.loads(run_cli("status", "--dsn", db_dsn, "--json").stdout)
+
+    assert report["raw_rows_estimate"] == 3
+    assert report["chunks"]["count"] == 1
