@@ -14,9 +14,10 @@ import psycopg
 
 from framemeta.errors import DatabaseError
 
-_EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
-
 __all__ = ["ChunkSummary", "DatabaseStatus", "check_timescaledb", "collect", "format_table"]
+
+# Below this raw size `status` counts rows exactly when statistics are missing.
+_EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
 
 
 def check_timescaledb(conn: psycopg.Connection[Any]) -> None:
@@ -121,7 +122,12 @@ def collect(conn: psycopg.Connection[Any]) -> DatabaseStatus:
         assert chunk_row is not None
         chunks = ChunkSummary(*chunk_row)
         estimate_row = conn.execute("SELECT approximate_row_count('frame_metadata')").fetchone()
-        rows_estimate = int(estimate_row[0]) if estimate_row else None
+        rows_estimate = int(estimate_row[0]) if estimate_row else 0
+        # The estimate comes from statistics, which a young table may not have
+        # yet; a small table is cheap to count exactly.
+        if rows_estimate == 0 and chunks.total_bytes < _EXACT_COUNT_MAX_BYTES:
+            count_row = conn.execute("SELECT count(*) FROM frame_metadata").fetchone()
+            rows_estimate = int(count_row[0]) if count_row else 0
     return DatabaseStatus(
         database=database,
         postgresql_version=pg_version,
