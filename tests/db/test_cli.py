@@ -120,3 +120,32 @@ def test_status_counts_frames_of_a_young_table(db_dsn: str) -> None:
 
     assert report["raw_rows_estimate"] == 3
     assert report["chunks"]["count"] == 1
+
+
+@pytest.mark.usefixtures("embedded_only")
+def test_server_start_status_stop() -> None:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="framemeta-cli-"))
+    base.chmod(0o711)
+    directory = str(base / "cluster")
+    try:
+        started = run_cli("server", "start", "--data-dir", directory)
+        running = run_cli("server", "status", "--data-dir", directory)
+        again = run_cli("server", "start", "--data-dir", directory)
+        dsn = running.stdout.split("running: ", 1)[1].strip()
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        stopped = run_cli("server", "stop", "--data-dir", directory)
+        after = run_cli("server", "status", "--data-dir", directory)
+    finally:
+        run_cli("server", "stop", "--data-dir", directory)
+        shutil.rmtree(base, ignore_errors=True)
+
+    assert started.returncode == 0, started.stderr
+    assert "already running" in again.stdout
+    assert stopped.stdout.strip() == "stopped"
+    assert after.returncode == 3
+    assert after.stdout.startswith("stopped")
