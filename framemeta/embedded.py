@@ -348,7 +348,6 @@ class EmbeddedServer:
             "-c",
             "listen_addresses=127.0.0.1",
         ]
-        user = self._run_as
         try:
             self._process = subprocess.Popen(
                 command,
@@ -356,9 +355,7 @@ class EmbeddedServer:
                 stdout=log,
                 stderr=log,
                 cwd=self._root(),
-                user=user.pw_uid if user else None,
-                group=user.pw_gid if user else None,
-                extra_groups=[] if user else None,
+                **self._identity(),
                 start_new_session=True,
                 preexec_fn=_die_with_parent if self._stop_with_parent else None,
             )
@@ -420,16 +417,20 @@ class EmbeddedServer:
             self._finalizer.detach()
             self._finalizer = None
 
-    def _run(self, command: list[str], what: str) -> None:
+    def _identity(self) -> dict[str, Any]:
+        """subprocess arguments that run a command as the server's OS user."""
         user = self._run_as
+        if user is None:
+            return {}
+        return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+    def _run(self, command: list[str], what: str) -> None:
         result = subprocess.run(
             command,
             capture_output=True,
             text=True,
             cwd=self._root(),
-            user=user.pw_uid if user else None,
-            group=user.pw_gid if user else None,
-            extra_groups=[] if user else None,
+            **self._identity(),
             check=False,
         )
         if result.returncode != 0:

@@ -7,6 +7,7 @@ embedded one; its role must be able to create databases and roles.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -57,26 +58,31 @@ def template_db(admin_dsn: str) -> Iterator[str]:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@contextlib.contextmanager
+def _scratch_database(admin_dsn: str, kind: str, template: str | None = None) -> Iterator[str]:
+    name = f"framemeta_{kind}_{os.getpid()}_{next(_counter)}"
+    clone = f" TEMPLATE {template} STRATEGY file_copy" if template else ""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}{clone}")
+    try:
+        yield make_conninfo(admin_dsn, dbname=name)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def fresh_database(admin_dsn: str) -> Iterator[str]:
     """Conninfo of a new, empty database (no extension, no schema)."""
-    name = f"framemeta_empty_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield make_conninfo(admin_dsn, dbname=name)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with _scratch_database(admin_dsn, "empty") as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def db_dsn(admin_dsn: str, template_db: str) -> Iterator[str]:
     """Superuser conninfo of a fresh database with the schema migrated."""
-    name = f"framemeta_test_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_db} STRATEGY file_copy")
-    yield make_conninfo(admin_dsn, dbname=name)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with _scratch_database(admin_dsn, "test", template=template_db) as dsn:
+        yield dsn
 
 
 @pytest.fixture
