@@ -8,17 +8,24 @@ from framemeta.errors import (
     ValidationError,
 )
 from framemeta.records import BoundingBox, Detection, FrameRecord
+from framemeta.config import WriterOptions
 from framemeta.schema import migrate
+from framemeta.writer import FlushTimeoutError, MetadataWriter, QueueFullError, WriterStats
 
 __all__ = [
     "BoundingBox",
     "ConfigurationError",
     "DatabaseError",
     "Detection",
+    "FlushTimeoutError",
     "FrameRecord",
     "FramemetaError",
+    "MetadataWriter",
     "MigrationError",
+    "QueueFullError",
     "ValidationError",
+    "WriterOptions",
+    "WriterStats",
     "migrate",
 ]
 

@@ -28,14 +28,31 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def admin_dsn() -> Iterator[str]:
-    """Superuser conninfo of the test server (the embedded one by default)."""
-    configured = os.environ.get(TEST_DSN_ENV)
-    if configured:
-        yield configured
+def session_server() -> Iterator[EmbeddedServer | None]:
+    """The embedded server of this run, or None with ``FRAMEMETA_TEST_DSN``."""
+    if os.environ.get(TEST_DSN_ENV):
+        yield None
         return
     with EmbeddedServer(settings=TEST_SETTINGS) as server:
-        yield server.dsn
+        yield server
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(session_server: EmbeddedServer | None) -> str:
+    """Superuser conninfo of the test server (the embedded one by default)."""
+    if session_server is None:
+        return os.environ[TEST_DSN_ENV]
+    return session_server.dsn
+
+
+@pytest.fixture
+def server(session_server: EmbeddedServer | None) -> EmbeddedServer:
+    """The embedded server itself, for tests that stop or restart it."""
+    if session_server is None:
+        pytest.skip(f"controls the embedded server; {TEST_DSN_ENV} points elsewhere")
+    if not session_server.is_running:
+        session_server.start()
+    return session_server
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,52 @@
+"""Frames for tests: deterministic, realistic, recent (inside raw retention)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from framemeta import BoundingBox, Detection, FrameRecord
+
+START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+
+
+def frames(
+    count: int, *, cameras: int = 4, start: datetime = START, first_number: int = 0
+) -> Iterator[FrameRecord]:
+    """``count`` frames spread over ``cameras``, 10 per second per camera."""
+    for index in range(count):
+        camera = index % cameras
+        number = first_number + index // cameras
+        detections = (
+            (Detection("person", 0.875, BoundingBox(10.0, 20.0, 30.0, 40.0)),)
+            if number % 7 == 0
+            else ()
+        )
+        yield FrameRecord(
+            f"cam-{camera:02d}",
+            start + timedelta(milliseconds=100 * number),
+            number,
+            width=1280,
+            height=720,
+            motion_score=(number % 100) / 100,
+            brightness=0.5,
+            detections=detections,
+            metadata={"zone": "gate", "n": number} if number % 3 == 0 else {},
+        )
+
+
+def stored_keys(dsn: str) -> list[tuple[str, datetime, int]]:
+    """Every key in frame_metadata, duplicates included (there must be none)."""
+    with psycopg.connect(dsn) as conn:
+        return [
+            (camera, captured_at, number)
+            for camera, captured_at, number in conn.execute(
+                "SELECT camera_id, captured_at, frame_number FROM frame_metadata"
+            )
+        ]
+
+
+def keys(records: list[FrameRecord]) -> list[tuple[str, datetime, int]]:
+    return [record.key for record in records]
