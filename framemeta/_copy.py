@@ -177,12 +177,11 @@ def encode_row(record: FrameRecord) -> bytes:
         append(b"\x00\x00\x00\x04\x00\x00\x00\x00")
         append(camera)
         append(_NULL * 3)
-    metadata = record.metadata_json
+    metadata = record._metadata_jsonb
     if metadata is None:
         append(_NULL)
     else:
-        append(_I32.pack(len(metadata) + 1))
-        append(b"\x01")  # jsonb binary format version
+        append(_I32.pack(len(metadata)))
         append(metadata)
     return b"".join(parts)
 

@@ -225,14 +225,15 @@ class EmbeddedServer:
             )
         return self
 
-    def stop(self, mode: ShutdownMode = "fast") -> None:
+    def stop(self, mode: ShutdownMode = "fast", *, keep_data: bool = False) -> None:
         """Stop the server (``smart``, ``fast`` or ``immediate``); idempotent.
 
-        A temporary cluster is deleted afterwards. Waits up to 60 s for the
-        postmaster to exit, then kills it.
+        A temporary cluster is deleted afterwards unless ``keep_data`` (then
+        `start` brings it back, as in an outage test). Waits up to 60 s for
+        the postmaster to exit, then kills it.
         """
         self._stop_postmaster(mode)
-        if self._temporary and self._base is not None:
+        if self._temporary and self._base is not None and not keep_data:
             shutil.rmtree(self._base, ignore_errors=True)
             self._base = None
             self._socket_dir = None

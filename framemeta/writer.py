@@ -209,7 +209,7 @@ class MetadataWriter:
             self._earliest is not None and captured_at < self._earliest
         ):
             self._refuse_time(record)
-        metadata = record._metadata_json
+        metadata = record._metadata_jsonb
         size = _RECORD_BYTES + (len(metadata) if metadata else 0)
         if record.detections:
             size += _DETECTION_BYTES * len(record.detections)
@@ -749,7 +749,7 @@ class MetadataWriter:
 
 
 def _estimate(record: FrameRecord) -> int:
-    metadata = record._metadata_json
+    metadata = record._metadata_jsonb
     size = _RECORD_BYTES + (len(metadata) if metadata else 0)
     if record.detections:
         size += _DETECTION_BYTES * len(record.detections)

@@ -128,8 +128,7 @@ def test_rejected_rows_go_to_the_dead_letter_file_and_the_rest_commit(
 ) -> None:
     with psycopg.connect(db_dsn) as conn:
         conn.execute(
-            "ALTER TABLE frame_metadata ADD CONSTRAINT no_bad_camera"
-            " CHECK (camera_id <> 'cam-03')"
+            "ALTER TABLE frame_metadata ADD CONSTRAINT no_bad_camera CHECK (camera_id <> 'cam-03')"
         )
     records = list(frames(4_000))
     dead_letters = tmp_path / "dead.jsonl"
@@ -175,7 +174,9 @@ def test_frames_from_the_future_or_past_retention_are_refused(db_dsn: str) -> No
         ({"flush_intervall": 1.0}, "flush_intervall"),
     ],
 )
-def test_bad_options_fail_at_construction(db_dsn: str, options: dict[str, object], name: str) -> None:
+def test_bad_options_fail_at_construction(
+    db_dsn: str, options: dict[str, object], name: str
+) -> None:
     with pytest.raises(ConfigurationError, match=name):
         MetadataWriter(db_dsn, **options)
 

@@ -260,3 +260,38 @@ def test_numpy_values_are_accepted_in_metadata() -> None:
     )
 
     assert record.metadata_json == b'{"hist":[1.5,2.0],"f":0.25}'
+
+
+def test_a_queued_record_costs_what_the_writer_estimates() -> None:
+    import tracemalloc
+
+    from framemeta.writer import _estimate
+
+    def build(count: int) -> list[FrameRecord]:
+        return [
+            FrameRecord(
+                "cam-1",
+                NOW,
+                n,
+                width=1920,
+                height=1080,
+                motion_score=0.5,
+                metadata={"zone": "gate", "n": n},
+            )
+            for n in range(count)
+        ]
+
+    build(100)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        records = build(20_000)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    allocated = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    estimated = sum(_estimate(record) for record in records)
+
+    # The writer bounds its queue by the estimate: it must not undercount.
+    assert allocated / len(records) < 600
+    assert allocated <= estimated * 1.25
