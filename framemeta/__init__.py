@@ -1,5 +1,6 @@
 """framemeta: store and query per-video-frame metadata in TimescaleDB."""
 
+from framemeta.config import WriterOptions
 from framemeta.errors import (
     ConfigurationError,
     DatabaseError,
@@ -8,7 +9,6 @@ from framemeta.errors import (
     ValidationError,
 )
 from framemeta.records import BoundingBox, Detection, FrameRecord
-from framemeta.config import WriterOptions
 from framemeta.schema import migrate
 from framemeta.writer import FlushTimeoutError, MetadataWriter, QueueFullError, WriterStats
 

@@ -47,6 +47,11 @@ class _Producer(threading.Thread):
         self.written = _stream(self.writer, self.count, self.stop)
 
 
+def _write_each(writer: MetadataWriter, count: int) -> None:
+    for record in frames(count):
+        writer.write(record)
+
+
 def _fast_retries() -> dict[str, Any]:
     return {"retry_initial": 0.05, "retry_max": 0.5, "batch_records": 500, "flush_interval": 0.05}
 
@@ -148,10 +153,8 @@ def test_raise_policy_raises_at_once_when_full(db_dsn: str, stopped_server: Embe
     writer = MetadataWriter(
         db_dsn, queue_records=1_000, batch_records=100, overflow="raise", close_timeout=1.0
     )
-    records = frames(5_000)
     with pytest.raises(QueueFullError, match="overflow='raise'"):
-        for record in records:
-            writer.write(record)
+        _write_each(writer, 5_000)
     writer.close()
 
 
@@ -167,9 +170,8 @@ def test_block_policy_times_out_with_a_clear_error(
         close_timeout=1.0,
     )
     started = time.monotonic()
-    with pytest.raises(QueueFullError, match="stayed full for 0.5 s"):
-        for record in frames(5_000):
-            writer.write(record)
+    with pytest.raises(QueueFullError, match=r"stayed full for 0\.5 s"):
+        _write_each(writer, 5_000)
     assert time.monotonic() - started < 10
     writer.close()
 
@@ -184,10 +186,8 @@ def test_drop_oldest_counts_every_drop_and_delivers_the_rest(
             queue_records=2_000,
             batch_records=500,
             overflow="drop_oldest",
-            **{
-                "retry_initial": 0.05,
-                "retry_max": 0.2,
-            },
+            retry_initial=0.05,
+            retry_max=0.2,
         )
         records = list(frames(10_000))
         writer.write_many(records)
