@@ -96,6 +96,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--keep-running", action="store_true", help="leave the server running afterwards"
     )
+    demo.add_argument("--cameras", type=int, default=12, help="simulated cameras (12)")
+    demo.add_argument("--fps", type=float, default=1.0, help="frames per second per camera (1)")
+    demo.add_argument("--hours", type=float, default=24.0, help="hours of frames to write (24)")
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -205,7 +208,14 @@ def _status_command(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from framemeta import demo
 
-    return demo.run(_data_dir(args), keep_running=args.keep_running, say=_say)
+    return demo.run(
+        _data_dir(args),
+        keep_running=args.keep_running,
+        say=_say,
+        cameras=args.cameras,
+        fps=args.fps,
+        hours=args.hours,
+    )
 
 
 def _say(message: str) -> None:

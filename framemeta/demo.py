@@ -1,23 +1,26 @@
 """``framemeta demo``: a persistent embedded server with sample frames in it.
 
 Starts (or reuses) the demo cluster, creates the ``framemeta_demo`` database,
-migrates it, writes a minute of frames from three cameras and prints status.
+migrates it, writes a simulated day of 12 cameras through the MetadataWriter
+and prints throughput, the writer's stats and the database's status.
 """
 
 from __future__ import annotations
 
 import random
+import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from framemeta import _status, schema
 from framemeta.embedded import EmbeddedServer
 from framemeta.records import BoundingBox, Detection, FrameRecord
+from framemeta.writer import MetadataWriter
 
 __all__ = ["DEMO_DATABASE", "run", "sample_frames"]
 
@@ -26,15 +29,16 @@ _LABELS = ("person", "car", "bicycle", "dog")
 
 
 def sample_frames(
-    cameras: int, seconds: int, fps: int, *, start: datetime | None = None, seed: int = 1
+    cameras: int, seconds: int, fps: float, *, start: datetime | None = None, seed: int = 1
 ) -> Iterator[FrameRecord]:
-    """Synthetic but plausible frames: ``cameras`` x ``seconds`` x ``fps`` records."""
+    """Synthetic but plausible frames, time-ordered across ``cameras``:
+    ``cameras * seconds * fps`` records from ``start`` on."""
     rng = random.Random(seed)
     start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds)
     step = timedelta(seconds=1 / fps)
-    for camera in range(cameras):
-        camera_id = f"cam-{camera:02d}"
-        for number in range(seconds * fps):
+    camera_ids = [f"cam-{camera:02d}" for camera in range(cameras)]
+    for number in range(int(seconds * fps)):
+        for camera_id in camera_ids:
             motion = min(1.0, rng.expovariate(8.0))
             detections = tuple(
                 Detection(
@@ -57,43 +61,22 @@ def sample_frames(
             )
 
 
-def insert_frames(conn: psycopg.Connection[Any], frames: Iterator[FrameRecord]) -> int:
-    """Insert frames with plain parameterised SQL (the writer comes later)."""
-    rows = [
-        (
-            frame.captured_at,
-            frame.frame_number,
-            frame.width,
-            frame.height,
-            frame.motion_score,
-            frame.brightness,
-            len(frame.detections),
-            frame.camera_id,
-            [d.label for d in frame.detections] or None,
-            [d.confidence for d in frame.detections] or None,
-            [
-                [d.box.x, d.box.y, d.box.width, d.box.height] if d.box else [None] * 4
-                for d in frame.detections
-            ]
-            or None,
-            Jsonb(frame.metadata) if frame.metadata else None,
-        )
-        for frame in frames
-    ]
-    with conn.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO frame_metadata (captured_at, frame_number, width, height,"
-            " motion_score, brightness, detection_count, camera_id, detection_labels,"
-            " detection_scores, detection_boxes, metadata)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
-            rows,
-        )
-    return len(rows)
+def run(
+    data_dir: Path,
+    *,
+    keep_running: bool,
+    say: Callable[[str], None],
+    cameras: int = 12,
+    fps: float = 1.0,
+    hours: float = 24.0,
+) -> int:
+    """Run the demo against the cluster in ``data_dir``; returns an exit code.
 
-
-def run(data_dir: Path, *, keep_running: bool, say: Callable[[str], None]) -> int:
-    """Run the demo against the cluster in ``data_dir``; returns an exit code."""
+    Simulates ``hours`` of ``cameras`` cameras at ``fps`` frames per second
+    (default: the last day of 12 cameras at 1 frame/s, about 1M frames,
+    compressed into the time the writer needs) and prints the writer's
+    throughput and stats.
+    """
     if (data_dir / "data" / "PG_VERSION").exists():
         server = EmbeddedServer.attach(data_dir)
         say(f"reusing the demo cluster in {data_dir}")
@@ -112,11 +95,30 @@ def run(data_dir: Path, *, keep_running: bool, say: Callable[[str], None]) -> in
                 admin.execute(f"CREATE DATABASE {DEMO_DATABASE}")
         dsn = server.dsn_for(DEMO_DATABASE)
         schema.migrate(dsn, progress=say)
+        seconds = int(hours * 3600)
+        total = int(cameras * seconds * fps)
+        say(f"writing {total:,} frames: {cameras} cameras, {fps:g} frame/s, the last {hours:g} h")
+        started = time.monotonic()
+        end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+        with MetadataWriter(dsn) as writer:
+            progress = _Progress(total)
+            for count, record in enumerate(
+                sample_frames(cameras, seconds, fps, start=end - timedelta(seconds=seconds)), 1
+            ):
+                writer.write(record)
+                if not count % 20_000:
+                    progress.show(count, writer.stats().committed)
+            writer.flush()
+            progress.show(total, writer.stats().committed, final=True)
+            stats = writer.stats()
+        elapsed = time.monotonic() - started
+        say(f"{total:,} frames committed in {elapsed:.1f} s: {total / elapsed:,.0f} frames/s")
+        say(
+            f"writer stats: written={stats.written:,} committed={stats.committed:,} "
+            f"rejected={stats.rejected} dropped={stats.dropped} retried={stats.retried} "
+            f"last batch latency={1000 * (stats.last_flush_latency or 0):.0f} ms"
+        )
         with psycopg.connect(dsn, autocommit=True) as conn:
-            count = insert_frames(conn, sample_frames(cameras=3, seconds=60, fps=5))
-            say(f"wrote {count} frames from 3 cameras")
-            total = conn.execute("SELECT count(*) FROM frame_metadata").fetchone()
-            say(f"frame_metadata holds {total[0] if total else 0} frames in all")
             say(_status.format_table(_status.collect(conn)))
         say(f"look around: framemeta server start, then psql '{dsn}'")
     finally:
@@ -124,3 +126,22 @@ def run(data_dir: Path, *, keep_running: bool, say: Callable[[str], None]) -> in
             server.stop()
             say("demo server stopped (data kept; `framemeta demo --keep-running` leaves it up)")
     return 0
+
+
+class _Progress:
+    """A one-line progress bar on stderr: written and committed frames."""
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._started = time.monotonic()
+
+    def show(self, written: int, committed: int, *, final: bool = False) -> None:
+        width = 30
+        done = int(width * written / self._total)
+        rate = written / max(time.monotonic() - self._started, 1e-9)
+        line = (
+            f"\r[{'#' * done}{'.' * (width - done)}] {written:,}/{self._total:,} written, "
+            f"{committed:,} committed, {rate:,.0f}/s"
+        )
+        sys.stderr.write(line + ("\n" if final else ""))
+        sys.stderr.flush()

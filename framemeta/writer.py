@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
@@ -171,6 +171,8 @@ class MetadataWriter:
         self._close_deadline = 0.0
         self._rejections_logged = 0
         self._foreign_entries = 0 if self._spool is None else self._spool.pending_batches
+        self._spool_retry_at = 0.0
+        self._spool_delays = self._new_delays()
         self._flush_requested = False
         self._error: BaseException | None = None
         self._last_error: str | None = None
@@ -508,7 +510,7 @@ class MetadataWriter:
         if self._spool_backlog():
             self._spool_batch(batch, batch.rows)
             return
-        outcome = self._deliver(batch.rows, idempotent=batch.idempotent, may_spool=True)
+        outcome = self._deliver(batch.rows, idempotent=batch.idempotent)
         with self._lock:
             self._committed += outcome.committed
             self._rejected += outcome.rejected
@@ -523,16 +525,18 @@ class MetadataWriter:
         if outcome.outage:
             self._spool_batch(batch, outcome.remaining)
 
-    def _deliver(self, rows: EncodedBatch, *, idempotent: bool, may_spool: bool) -> _Outcome:
+    def _deliver(self, rows: EncodedBatch, *, idempotent: bool) -> _Outcome:
         """Ship ``rows``; bisect around rejected rows; retry through outages.
 
         Stops early, with the undelivered rows in ``remaining``, when the
-        database is unreachable and ``may_spool`` (with a spool), when the
-        close deadline passes, or on a fatal error (stored for the caller).
+        database is unreachable and there is a spool (``outage`` is then
+        set: new batches are spooled, spooled ones are tried again later),
+        when the close deadline passes, or on a fatal error (stored for the
+        caller).
         """
         work: collections.deque[tuple[EncodedBatch, bool]] = collections.deque([(rows, idempotent)])
         outcome = _Outcome()
-        delays = _retry.backoff_delays(self.options.retry_initial, self.options.retry_max)
+        delays = self._new_delays()
         outage_started: float | None = None
         while work:
             part, replay = work[0]
@@ -567,7 +571,7 @@ class MetadataWriter:
                 # The COMMIT may have happened or not: from now on this work
                 # goes through the idempotent path.
                 work = collections.deque((pending, True) for pending, _ in work)
-                if may_spool and self._spool is not None:
+                if self._spool is not None:
                     outcome.outage = True
                     return outcome.stop(work)
                 now = time.monotonic()
@@ -582,6 +586,9 @@ class MetadataWriter:
                 work.popleft()
                 outcome.committed += len(part)
         return outcome
+
+    def _new_delays(self) -> Iterator[float]:
+        return _retry.backoff_delays(self.options.retry_initial, self.options.retry_max)
 
     def _pause(self, seconds: float) -> bool:
         """Wait before a retry; False once closing has passed its deadline.
@@ -686,18 +693,24 @@ class MetadataWriter:
     def _deliver_spool(self) -> None:
         """Deliver spooled batches, oldest first, while the database answers.
 
-        An entry counts when all of it is delivered; a replay after a partial
-        attempt inserts nothing twice (idempotent path).
+        One failed attempt ends the round (the loop goes on spooling new
+        batches) and the next round waits a backoff pause. An entry counts
+        when all of it is delivered; a replay after a partial attempt
+        inserts nothing twice (idempotent path).
         """
         spool = self._spool
-        while spool is not None and self._error is None:
+        if spool is None or time.monotonic() < self._spool_retry_at:
+            return
+        while self._error is None:
             entry = spool.oldest()
             if entry is None:
                 return
             rows = EncodedBatch.from_bytes(entry.payload)
-            outcome = self._deliver(rows, idempotent=True, may_spool=False)
+            outcome = self._deliver(rows, idempotent=True)
             if outcome.remaining is not None:
+                self._spool_retry_at = time.monotonic() + next(self._spool_delays)
                 return
+            self._spool_delays = self._new_delays()
             spool.mark_delivered(entry)
             with self._lock:
                 if self._foreign_entries:
