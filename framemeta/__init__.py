@@ -6,6 +6,7 @@ from framemeta.errors import (
     DatabaseError,
     FramemetaError,
     MigrationError,
+    SpoolError,
     ValidationError,
 )
 from framemeta.records import BoundingBox, Detection, FrameRecord
@@ -23,6 +24,7 @@ __all__ = [
     "MetadataWriter",
     "MigrationError",
     "QueueFullError",
+    "SpoolError",
     "ValidationError",
     "WriterOptions",
     "WriterStats",

@@ -13,6 +13,7 @@ __all__ = [
     "DatabaseError",
     "FramemetaError",
     "MigrationError",
+    "SpoolError",
     "ValidationError",
 ]
 
@@ -60,3 +61,11 @@ class DatabaseError(FramemetaError):
 
 class MigrationError(DatabaseError):
     """A migration could not be applied, or applied files were edited."""
+
+
+class SpoolError(FramemetaError):
+    """The writer's disk spool (``spool_dir``) cannot be used: another live
+    process holds it (raised when the writer is constructed), a segment is
+    damaged (the message names the file and byte offset; move the file aside
+    to go on), or the disk refused a write (full, read-only: the writer
+    thread stops and the error is re-raised on the next call)."""

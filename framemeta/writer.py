@@ -29,6 +29,7 @@ from psycopg import conninfo as pg_conninfo
 from framemeta import _copy, _dsn, _retry
 from framemeta._copy import EncodedBatch
 from framemeta._retry import Failure
+from framemeta._spool import Spool
 from framemeta.config import WriterOptions
 from framemeta.errors import (
     ConfigurationError,
@@ -100,6 +101,9 @@ class _Batch:
     taken_at: float
     idempotent: bool = False
     spooled: bool = False
+    spooled_rows: int = 0
+    """Rows on disk once spooled (the in-memory ``rows`` are then released,
+    so a long outage with a spool costs no memory)."""
 
 
 @attrs.define
@@ -137,10 +141,8 @@ class MetadataWriter:
             known = ", ".join(field.name for field in attrs.fields(WriterOptions))
             raise ConfigurationError(f"{exc}; the options are: {known}") from None
         self._conninfo = _writer_conninfo(_dsn.resolve(dsn), self.options)
-        self._spool: Any = None
+        self._spool: Spool | None = None
         if self.options.spool_dir is not None:
-            from framemeta._spool import Spool
-
             self._spool = Spool(self.options.spool_dir)
         self._reset_state()
         _LIVE_WRITERS.add(self)
@@ -396,7 +398,7 @@ class MetadataWriter:
         _LIVE_WRITERS.discard(self)
 
     def _pending_spooled(self) -> int:
-        return sum(len(batch.rows) for batch in self._unsettled if batch.spooled)
+        return sum(batch.spooled_rows for batch in self._unsettled if batch.spooled)
 
     def stats(self) -> WriterStats:
         """A consistent snapshot of the counters."""
@@ -684,9 +686,11 @@ class MetadataWriter:
 
     def _spool_batch(self, batch: _Batch, rows: EncodedBatch) -> None:
         """Append a batch's undelivered rows to the spool (durable on return)."""
+        assert self._spool is not None
         self._spool.append(rows.to_bytes())
         with self._lock:
-            batch.rows = rows
+            batch.rows = EncodedBatch(bytearray(), [])
+            batch.spooled_rows = len(rows)
             batch.spooled = True
             self._progress.notify_all()
 

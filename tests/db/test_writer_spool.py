@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from framemeta import FlushTimeoutError, MetadataWriter
+from framemeta import FlushTimeoutError, MetadataWriter, SpoolError
 from framemeta.embedded import EmbeddedServer
 from tests.frames import frames, keys, stored_keys
 
@@ -124,3 +124,14 @@ def test_spool_survives_a_killed_processor(
 
     assert recovered == count
     assert sorted(stored_keys(db_dsn)) == sorted(keys(list(frames(count))))
+
+
+def test_two_writers_on_one_spool_are_refused_at_construction(db_dsn: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    with (
+        MetadataWriter(db_dsn, spool_dir=spool),
+        pytest.raises(SpoolError, match="in use by another writer"),
+    ):
+        MetadataWriter(db_dsn, spool_dir=spool)
+    with MetadataWriter(db_dsn, spool_dir=spool) as successor:
+        assert successor.stats().spooled == 0
