@@ -49,7 +49,7 @@ def bench(session: nox.Session) -> None:
 
     ``nox -s bench -- --benchmark-save=baseline`` records a new baseline.
     """
-    session.install(".[test]")
+    session.install(".[test,bench]")
     _install_server(session)
     args = list(session.posargs)
     if not any(arg.startswith("--benchmark-save") for arg in args):

@@ -1,0 +1,57 @@
+"""Benchmark fixtures: a server with production-like settings (fsync on,
+unlike the test server) and the ingest results collected for the ratios."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from framemeta import migrate
+from framemeta.embedded import EmbeddedServer
+from tests.conftest import TEST_DSN_ENV
+
+INGEST_RESULTS: dict[str, float] = {}
+"""rows/s of each ingest path measured in this run, by path name."""
+
+
+@pytest.fixture(scope="session")
+def bench_admin_dsn() -> Iterator[str]:
+    """Superuser conninfo: a durable embedded server, or ``FRAMEMETA_TEST_DSN``."""
+    external = os.environ.get(TEST_DSN_ENV)
+    if external:
+        yield external
+        return
+    with EmbeddedServer() as server:
+        yield server.dsn
+
+
+@pytest.fixture(scope="module")
+def bench_db(bench_admin_dsn: str) -> Iterator[str]:
+    """A migrated database of its own for one benchmark module."""
+    name = f"framemeta_bench_{os.getpid()}"
+    with psycopg.connect(bench_admin_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = make_conninfo(bench_admin_dsn, dbname=name)
+    migrate(dsn)
+    yield dsn
+    with psycopg.connect(bench_admin_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not INGEST_RESULTS:
+        return
+    writer = terminalreporter
+    writer.section("ingest: rows/s and ratios (same run, same server)")
+    for name, rate in INGEST_RESULTS.items():
+        writer.line(f"{name:<40} {rate:>10,.0f} rows/s")
+    ours = INGEST_RESULTS.get("d_writer")
+    if ours:
+        for name, rate in INGEST_RESULTS.items():
+            if name != "d_writer":
+                writer.line(f"d_writer / {name:<29} {ours / rate:>10.2f}x")
