@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -24,8 +24,10 @@ __all__ = [
     "COLUMNS",
     "EncodedBatch",
     "copy_batch",
+    "copy_records",
     "decode_row",
     "encode_batch",
+    "encode_into",
     "insert_idempotent",
 ]
 
@@ -83,6 +85,8 @@ _CAMERA_CACHE_MAX: Final = 65_536
 # A batch is encoded in slices this long, with the GIL released between
 # them, so producer threads calling write() are not starved (see writer.py).
 ENCODE_SLICE_ROWS: Final = 256
+STREAM_ROWS: Final = 512
+"""`copy_records` sends rows to the server in pieces of this many (~200 KB)."""
 
 
 @attrs.define
@@ -127,16 +131,28 @@ class EncodedBatch:
 
 def encode_batch(records: Iterable[FrameRecord], *, yield_gil: bool = True) -> EncodedBatch:
     """Encode records into one `EncodedBatch`, in order."""
-    data = bytearray()
-    ends: list[int] = []
+    batch = EncodedBatch(bytearray(), [])
+    encode_into(batch, records, yield_gil=yield_gil)
+    return batch
+
+
+def encode_into(
+    batch: EncodedBatch, records: Iterable[FrameRecord], *, yield_gil: bool = True
+) -> None:
+    """Append the encoded records to ``batch``, in order.
+
+    With ``yield_gil`` the encoding thread lets others run every
+    `ENCODE_SLICE_ROWS` rows, so producers calling ``write()`` meanwhile are
+    not held up for the whole batch.
+    """
+    data = batch.data
     encode = encode_row
-    append = ends.append
+    append = batch.ends.append
     for count, record in enumerate(records, 1):
         data += encode(record)
         append(len(data))
         if yield_gil and not count % ENCODE_SLICE_ROWS:
             _release_gil()
-    return EncodedBatch(data, ends)
 
 
 def _release_gil() -> None:
@@ -289,6 +305,32 @@ def copy_batch(conn: psycopg.Connection[Any], batch: EncodedBatch) -> None:
     """
     with conn.transaction(), conn.cursor() as cursor, cursor.copy(_COPY_RAW) as copy:
         _write_rows(copy, batch)
+
+
+def copy_records(
+    conn: psycopg.Connection[Any], records: Sequence[FrameRecord], batch: EncodedBatch
+) -> None:
+    """Encode ``records`` into the empty ``batch`` while COPYing them into
+    ``frame_metadata`` in one transaction (the fast path of a fresh batch).
+
+    Rows go out every `STREAM_ROWS` as they are encoded, so the server
+    ingests the first while the client encodes the next: encoding costs no
+    wall time on top of the server's. Whatever happens, ``batch`` holds all
+    of ``records`` encoded when this returns or raises (a retry, the spool
+    or bisection need them). Raises the psycopg error as is.
+    """
+    try:
+        with conn.transaction(), conn.cursor() as cursor, cursor.copy(_COPY_RAW) as copy:
+            copy.write(_SIGNATURE)
+            data = batch.data
+            for start in range(0, len(records), STREAM_ROWS):
+                offset = len(data)
+                encode_into(batch, records[start : start + STREAM_ROWS])
+                copy.write(data[offset:])
+            copy.write(_TRAILER)
+    finally:
+        if len(batch) < len(records):
+            encode_into(batch, records[len(batch) :])
 
 
 def insert_idempotent(conn: psycopg.Connection[Any], batch: EncodedBatch) -> int:

@@ -93,12 +93,14 @@ class WriterStats:
 @attrs.define
 class _Batch:
     """Records ``first``..``last`` (sequence numbers) on their way out;
-    ``rows`` are those not yet committed or rejected."""
+    ``rows`` are those not yet committed or rejected. A fresh batch keeps its
+    ``records`` until its first attempt has encoded them (while streaming)."""
 
     first: int
     last: int
     rows: EncodedBatch
     taken_at: float
+    records: list[FrameRecord] | None = None
     idempotent: bool = False
     spooled: bool = False
     spooled_rows: int = 0
@@ -380,9 +382,9 @@ class MetadataWriter:
                 self._queue.clear()
                 self._queue_bytes = 0
                 for batch in [b for b in self._unsettled if not b.spooled]:
-                    self._lost += (
-                        len(batch.rows) if batch.rows.ends else batch.last - batch.first + 1
-                    )
+                    # Being streamed: count the records, not the rows encoded so far.
+                    records = batch.records
+                    self._lost += len(batch.rows) if records is None else len(records)
                     self._unsettled.remove(batch)
             lost, spooled = self._lost, self._pending_spooled()
         if lost:
@@ -500,20 +502,25 @@ class MetadataWriter:
             self._taken += len(records)
             self._last_taken_at = now
             self._not_full.notify_all()
-            batch = _Batch(first, self._taken, EncodedBatch(bytearray(), []), now)
+            batch = _Batch(first, self._taken, EncodedBatch(bytearray(), []), now, records)
             self._unsettled.append(batch)
-        # Encoding happens outside the lock: producers keep writing meanwhile.
-        batch.rows = _copy.encode_batch(records)
+        # Encoding happens later, outside the lock, while the rows stream to
+        # the server; producers keep writing meanwhile.
         return batch
 
     def _send(self, batch: _Batch) -> None:
         """Commit one batch; or spool it (outage, with a spool); or leave it
         for closing to account (deadline passed, fatal error)."""
+        records = batch.records
         if self._spool_backlog():
+            if records is not None:
+                _copy.encode_into(batch.rows, records)
+                batch.records = None
             self._spool_batch(batch, batch.rows)
             return
-        outcome = self._deliver(batch.rows, idempotent=batch.idempotent)
+        outcome = self._deliver(batch.rows, idempotent=batch.idempotent, stream=records)
         with self._lock:
+            batch.records = None
             self._committed += outcome.committed
             self._rejected += outcome.rejected
             if outcome.remaining is None:
@@ -527,8 +534,18 @@ class MetadataWriter:
         if outcome.outage:
             self._spool_batch(batch, outcome.remaining)
 
-    def _deliver(self, rows: EncodedBatch, *, idempotent: bool) -> _Outcome:
+    def _deliver(
+        self,
+        rows: EncodedBatch,
+        *,
+        idempotent: bool,
+        stream: list[FrameRecord] | None = None,
+    ) -> _Outcome:
         """Ship ``rows``; bisect around rejected rows; retry through outages.
+
+        With ``stream`` (a fresh batch), ``rows`` is empty and the first
+        attempt encodes the records into it while COPYing them; every later
+        attempt works on the encoded rows.
 
         Stops early, with the undelivered rows in ``remaining``, when the
         database is unreachable and there is a spool (``outage`` is then
@@ -543,6 +560,12 @@ class MetadataWriter:
         while work:
             part, replay = work[0]
             try:
+                if stream is not None:
+                    records, stream = stream, None
+                    self._stream(part, records)
+                    work.popleft()
+                    outcome.committed += len(part)
+                    continue
                 conn = self._connection()
                 if replay:
                     _copy.insert_idempotent(conn, part)
@@ -588,6 +611,16 @@ class MetadataWriter:
                 work.popleft()
                 outcome.committed += len(part)
         return outcome
+
+    def _stream(self, rows: EncodedBatch, records: list[FrameRecord]) -> None:
+        """The fast path's first attempt; ``rows`` holds every record encoded
+        afterwards, whether it succeeded or raised."""
+        try:
+            conn = self._connection()
+        except BaseException:
+            _copy.encode_into(rows, records)
+            raise
+        _copy.copy_records(conn, records, rows)
 
     def _new_delays(self) -> Iterator[float]:
         return _retry.backoff_delays(self.options.retry_initial, self.options.retry_max)
