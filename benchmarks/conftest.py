@@ -16,6 +16,8 @@ from tests.conftest import TEST_DSN_ENV
 
 INGEST_RESULTS: dict[str, float] = {}
 """rows/s of each ingest path measured in this run, by path name."""
+TARGETS = {"a_server_copy_from_file": 0.8, "b_asyncpg_copy_records": 1.0}
+"""The writer's throughput targets, as ratios to the other paths."""
 
 
 @pytest.fixture(scope="session")
@@ -54,4 +56,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if ours:
         for name, rate in INGEST_RESULTS.items():
             if name != "d_writer":
-                writer.line(f"d_writer / {name:<29} {ours / rate:>10.2f}x")
+                target = TARGETS.get(name)
+                verdict = (
+                    ""
+                    if target is None
+                    else (
+                        f"  target >= {target:.1f}x: {'met' if ours >= target * rate else 'MISSED'}"
+                    )
+                )
+                writer.line(f"d_writer / {name:<29} {ours / rate:>10.2f}x{verdict}")
