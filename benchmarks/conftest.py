@@ -3,6 +3,7 @@ unlike the test server) and the ingest results collected for the ratios."""
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
@@ -10,7 +11,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from framemeta import migrate
+from benchmarks.frames import ROWS, synthetic_frames
+from framemeta import FrameRecord, migrate
+from framemeta._copy import EncodedBatch, encode_batch
 from framemeta.embedded import EmbeddedServer
 from tests.conftest import TEST_DSN_ENV
 
@@ -43,6 +46,28 @@ def bench_db(bench_admin_dsn: str) -> Iterator[str]:
     yield dsn
     with psycopg.connect(bench_admin_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def records() -> list[FrameRecord]:
+    """`ROWS` synthetic frames of 12 cameras, built once per run."""
+    dataset = synthetic_frames(ROWS)
+    # A live processor's records are short-lived; a million kept for the
+    # whole run would make the cyclic GC walk them again and again.
+    gc.freeze()
+    return dataset
+
+
+PATH_ROWS = min(ROWS, 200_000)
+
+
+@pytest.fixture(scope="session")
+def encoded_batches(records: list[FrameRecord]) -> list[EncodedBatch]:
+    """The first `PATH_ROWS` records, encoded in batches of 10,000."""
+    return [
+        encode_batch(records[start : start + 10_000], yield_gil=False)
+        for start in range(0, PATH_ROWS, 10_000)
+    ]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

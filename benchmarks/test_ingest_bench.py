@@ -15,13 +15,10 @@ rows/s and the ratios d/a, d/b, d/c; targets: d >= 0.8 x a, d >= 1.0 x b.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -32,80 +29,20 @@ from psycopg.types.json import Jsonb
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from benchmarks.conftest import INGEST_RESULTS
-from framemeta import BoundingBox, Detection, FrameRecord, MetadataWriter
+from benchmarks.frames import ROUNDS, ROWS, empty_table
+from framemeta import FrameRecord, MetadataWriter
 from framemeta._copy import (
     COLUMNS,
     EncodedBatch,
     copy_batch,
-    encode_batch,
     insert_idempotent,
 )
 
-ROWS = int(os.environ.get("FRAMEMETA_BENCH_ROWS", "1000000"))
-ROUNDS = int(os.environ.get("FRAMEMETA_BENCH_ROUNDS", "3"))
 WARMUP_LOADS = 2
-CAMERAS = 12
 COPY_FILE = "framemeta-bench-ingest.copy"  # in the server's data directory
-LABELS = ("person", "car", "bicycle", "dog", "truck")
-ZONES = ("north-gate", "loading-bay", "lobby", "car-park")
 
 _COLUMN_LIST = ", ".join(COLUMNS)
 _INSERT = f"INSERT INTO frame_metadata ({_COLUMN_LIST}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
-
-
-def _dataset(rows: int) -> list[FrameRecord]:
-    """``rows`` frames of 12 cameras at 1 frame/s ending now, in arrival order:
-    motion mostly low with bursts, brightness following the day, detections in
-    about one frame in six, a few metadata keys on every frame."""
-    rng = random.Random(20261125)
-    seconds = rows // CAMERAS + 1
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds)
-    records = []
-    burst = [0] * CAMERAS
-    for index in range(rows):
-        camera = index % CAMERAS
-        second = index // CAMERAS
-        captured_at = start + timedelta(seconds=second, milliseconds=7 * camera)
-        if burst[camera] == 0 and rng.random() < 0.002:
-            burst[camera] = rng.randint(5, 60)
-        moving = burst[camera] > 0
-        burst[camera] = max(0, burst[camera] - 1)
-        motion = rng.uniform(0.5, 1.0) if moving else rng.random() * 0.2
-        detections: tuple[Detection, ...] = ()
-        if moving or rng.random() < 0.1:
-            detections = tuple(
-                Detection(
-                    rng.choice(LABELS),
-                    round(rng.uniform(0.3, 0.99), 3),
-                    BoundingBox(
-                        float(rng.randint(0, 1700)),
-                        float(rng.randint(0, 700)),
-                        float(rng.randint(20, 220)),
-                        float(rng.randint(20, 380)),
-                    ),
-                )
-                for _ in range(rng.randint(1, 3))
-            )
-        hour = (captured_at.hour + captured_at.minute / 60) / 24
-        records.append(
-            FrameRecord(
-                f"cam-{camera:02d}",
-                captured_at,
-                second,
-                width=1920,
-                height=1080,
-                motion_score=motion,
-                brightness=0.3 + 0.4 * abs(0.5 - hour),
-                detections=detections,
-                metadata={
-                    "codec": "h264",
-                    "keyframe": second % 30 == 0,
-                    "exposure_ms": round(rng.uniform(4.0, 16.0), 1),
-                    "zone": ZONES[camera % len(ZONES)],
-                },
-            )
-        )
-    return records
 
 
 def _row(record: FrameRecord, metadata: Any) -> tuple[Any, ...]:
@@ -127,15 +64,6 @@ def _row(record: FrameRecord, metadata: Any) -> tuple[Any, ...]:
 
 
 @pytest.fixture(scope="module")
-def records() -> list[FrameRecord]:
-    dataset = _dataset(ROWS)
-    # A live processor's records are short-lived; a million kept for the
-    # whole run would make the cyclic GC walk them again and again.
-    gc.freeze()
-    return dataset
-
-
-@pytest.fixture(scope="module")
 def copy_file(bench_db: str, records: list[FrameRecord]) -> Iterator[str]:
     """A binary COPY file of the same rows, written by the server.
 
@@ -144,7 +72,7 @@ def copy_file(bench_db: str, records: list[FrameRecord]) -> Iterator[str]:
     round runs in the same, steady state.
     """
     for _ in range(WARMUP_LOADS):
-        _empty_table(bench_db)
+        empty_table(bench_db)
         with MetadataWriter(bench_db) as writer:
             writer.write_many(records)
     with psycopg.connect(bench_db, autocommit=True) as conn:
@@ -162,16 +90,10 @@ def copy_file(bench_db: str, records: list[FrameRecord]) -> Iterator[str]:
         conn.execute(f"COPY (SELECT 1 WHERE false) TO '{path}'")
 
 
-def _empty_table(dsn: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE frame_metadata")
-        conn.execute("CHECKPOINT")
-
-
 def _measure(
     benchmark: BenchmarkFixture, name: str, dsn: str, run: Callable[[], None], rounds: int = ROUNDS
 ) -> None:
-    benchmark.pedantic(run, setup=lambda: _empty_table(dsn), rounds=rounds, iterations=1)  # type: ignore[no-untyped-call]
+    benchmark.pedantic(run, setup=lambda: empty_table(dsn), rounds=rounds, iterations=1)  # type: ignore[no-untyped-call]
     with psycopg.connect(dsn) as conn:
         stored = conn.execute("SELECT count(*) FROM frame_metadata").fetchone()
     assert stored == (ROWS,), f"{name} stored {stored} rows, expected {ROWS}"
@@ -320,7 +242,7 @@ def test_bench_write_latency_while_the_flusher_runs(
                 latencies[index] = clock() - started
             writer.flush()
 
-    benchmark.pedantic(run, setup=lambda: _empty_table(bench_db), rounds=1, iterations=1)  # type: ignore[no-untyped-call]
+    benchmark.pedantic(run, setup=lambda: empty_table(bench_db), rounds=1, iterations=1)  # type: ignore[no-untyped-call]
     p50, p99, p999 = np.percentile(latencies, [50, 99, 99.9]) / 1000
     benchmark.extra_info.update(
         {
@@ -334,21 +256,10 @@ def test_bench_write_latency_while_the_flusher_runs(
     assert p999 <= 1000.0
 
 
-PATH_ROWS = min(ROWS, 200_000)
-
-
-@pytest.fixture(scope="module")
-def encoded_batches(records: list[FrameRecord]) -> list[EncodedBatch]:
-    return [
-        encode_batch(records[start : start + 10_000], yield_gil=False)
-        for start in range(0, PATH_ROWS, 10_000)
-    ]
-
-
 def _prepared(
     dsn: str, batches: list[EncodedBatch], *, idempotent: bool
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    _empty_table(dsn)
+    empty_table(dsn)
     return (dsn, batches, idempotent), {}
 
 

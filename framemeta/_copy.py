@@ -75,6 +75,9 @@ _TEXT_OID: Final = 25
 _FLOAT4_OID: Final = 700
 
 _HEAD = struct.Struct("!hiqiq")  # field count, captured_at, frame_number
+# ... then width, height, motion_score, brightness, detection_count
+_FIXED = struct.Struct("!hiqiqiiiiififii")
+_NO_ARRAYS: Final = b"\xff\xff\xff\xff" * 3  # NULL labels, scores, boxes
 _INT4 = struct.Struct("!ii")
 _FLOAT4 = struct.Struct("!if")
 _I32 = struct.Struct("!i")
@@ -162,44 +165,37 @@ def _release_gil() -> None:
 def encode_row(record: FrameRecord) -> bytes:
     """One record as a binary COPY row of `COLUMNS`."""
     delta = record.captured_at - _PG_EPOCH
-    parts = [
-        _HEAD.pack(
-            12,
-            8,
-            (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds,
-            8,
-            record.frame_number,
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    width = record.width
+    height = record.height
+    motion = record.motion_score
+    brightness = record.brightness
+    count = len(record.detections)
+    if width is not None and height is not None and motion is not None and brightness is not None:
+        # The common row: every fixed-size field in one pack.
+        head = _FIXED.pack(
+            12, 8, micros, 8, record.frame_number, 4, width, 4, height,
+            4, motion, 4, brightness, 4, count,
+        )  # fmt: skip
+    else:
+        head = b"".join(
+            (
+                _HEAD.pack(12, 8, micros, 8, record.frame_number),
+                _NULL if width is None else _INT4.pack(4, width),
+                _NULL if height is None else _INT4.pack(4, height),
+                _NULL if motion is None else _FLOAT4.pack(4, motion),
+                _NULL if brightness is None else _FLOAT4.pack(4, brightness),
+                _INT4.pack(4, count),
+            )
         )
-    ]
-    append = parts.append
-    value: Any = record.width
-    append(_NULL if value is None else _INT4.pack(4, value))
-    value = record.height
-    append(_NULL if value is None else _INT4.pack(4, value))
-    value = record.motion_score
-    append(_NULL if value is None else _FLOAT4.pack(4, value))
-    value = record.brightness
-    append(_NULL if value is None else _FLOAT4.pack(4, value))
-    detections = record.detections
     camera = _CAMERA_CACHE.get(record.camera_id)
     if camera is None:
         camera = _camera_bytes(record.camera_id)
-    if detections:
-        append(_INT4.pack(4, len(detections)))
-        append(camera)
-        append(_detection_arrays(record))
-    else:
-        # detection_count 0 comes before camera_id; the arrays after it.
-        append(b"\x00\x00\x00\x04\x00\x00\x00\x00")
-        append(camera)
-        append(_NULL * 3)
+    arrays = _detection_arrays(record) if count else _NO_ARRAYS
     metadata = record._metadata_jsonb
     if metadata is None:
-        append(_NULL)
-    else:
-        append(_I32.pack(len(metadata)))
-        append(metadata)
-    return b"".join(parts)
+        return b"".join((head, camera, arrays, _NULL))
+    return b"".join((head, camera, arrays, _I32.pack(len(metadata)), metadata))
 
 
 def _camera_bytes(camera_id: str) -> bytes:
