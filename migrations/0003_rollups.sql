@@ -7,11 +7,15 @@
 -- double precision over real inputs. detections_by_label is a jsonb object
 -- {"label": count}, added key by key when levels are combined.
 --
--- This file builds the Apache-edition form: ordinary tables kept by a
--- statement-level trigger on frame_metadata, in the same transaction as the
--- insert, for every client (COPY included). Rows skipped by
--- ON CONFLICT DO NOTHING are not in the transition table, so a replayed
--- batch counts nothing twice.
+-- The same relations and columns on both TimescaleDB editions:
+-- * community ('timescale' license): hierarchical continuous aggregates
+--   (1m from raw, 1h from 1m, 1d from 1h) with refresh policies, real-time
+--   (materialized_only = false) so that readers also see the minutes not
+--   materialised yet;
+-- * Apache: hypertables kept by a statement-level trigger on frame_metadata,
+--   in the same transaction as the insert, for every client (COPY included).
+--   Rows skipped by ON CONFLICT DO NOTHING are not in the transition table,
+--   so a replayed batch counts nothing twice.
 
 -- {"a": 1} + {"a": 2, "b": 1} = {"a": 3, "b": 1}
 CREATE FUNCTION framemeta_add_counts(a jsonb, b jsonb) RETURNS jsonb
@@ -36,37 +40,24 @@ CREATE AGGREGATE framemeta_sum_counts(jsonb) (
     PARALLEL = SAFE
 );
 
-CREATE TABLE frame_stats_1m (
-    camera_id          text             NOT NULL,
-    bucket             timestamptz      NOT NULL,
-    frames             bigint           NOT NULL,
-    first_captured_at  timestamptz      NOT NULL,
-    last_captured_at   timestamptz      NOT NULL,
-    first_frame_number bigint           NOT NULL,
-    last_frame_number  bigint           NOT NULL,
-    motion_frames      bigint           NOT NULL,  -- frames with a motion_score
-    motion_sum         double precision NOT NULL,
-    motion_min         real,
-    motion_max         real,
-    motion_events      bigint           NOT NULL,  -- frames at or above the motion threshold
-    brightness_frames  bigint           NOT NULL,
-    brightness_sum     double precision NOT NULL,
-    brightness_min     real,
-    brightness_max     real,
-    detections         bigint           NOT NULL,
-    detections_by_label jsonb           NOT NULL,
-    PRIMARY KEY (camera_id, bucket)
-);
-CREATE TABLE frame_stats_1h (LIKE frame_stats_1m INCLUDING ALL);
-CREATE TABLE frame_stats_1d (LIKE frame_stats_1m INCLUDING ALL);
+-- Counts the labels of each frame's detection_labels (continuous aggregates
+-- cannot unnest).
+CREATE FUNCTION framemeta_count_labels_step(state jsonb, labels text[]) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE
+        WHEN labels IS NULL OR cardinality(labels) = 0 THEN state
+        ELSE framemeta_add_counts(state, (
+            SELECT jsonb_object_agg(label, n)
+            FROM (SELECT label, count(*) AS n FROM unnest(labels) AS label GROUP BY label) AS per_label
+        ))
+    END;
 
--- Hypertables too: retention drops their old chunks like raw ones.
-SELECT create_hypertable('frame_stats_1m', by_range('bucket', INTERVAL '7 days'),
-                         create_default_indexes => false);
-SELECT create_hypertable('frame_stats_1h', by_range('bucket', INTERVAL '90 days'),
-                         create_default_indexes => false);
-SELECT create_hypertable('frame_stats_1d', by_range('bucket', INTERVAL '365 days'),
-                         create_default_indexes => false);
+CREATE AGGREGATE framemeta_label_counts(text[]) (
+    SFUNC = framemeta_count_labels_step,
+    STYPE = jsonb,
+    INITCOND = '{}',
+    PARALLEL = SAFE
+);
 
 -- The deltas of one INSERT or COPY statement, upserted into all three
 -- levels. Each level is grouped from the new rows directly: for counts,
@@ -143,15 +134,144 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER framemeta_rollup_inserted
-    AFTER INSERT ON frame_metadata
-    REFERENCING NEW TABLE AS framemeta_new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION framemeta_rollup_inserted();
-
-ALTER TABLE frame_stats_1m OWNER TO framemeta_owner;
-ALTER TABLE frame_stats_1h OWNER TO framemeta_owner;
-ALTER TABLE frame_stats_1d OWNER TO framemeta_owner;
 ALTER FUNCTION framemeta_rollup_inserted() OWNER TO framemeta_owner;
-GRANT SELECT ON frame_stats_1m, frame_stats_1h, frame_stats_1d TO framemeta_reader;
 
-INSERT INTO framemeta_config (key, value) VALUES ('rollups', 'trigger');
+-- Retention horizons (read by `framemeta maintain` and `framemeta status`;
+-- on the community edition they also set the retention policies).
+INSERT INTO framemeta_config (key, value) VALUES
+    ('retention_raw', '7 days'),
+    ('retention_1m', '30 days'),
+    ('retention_1h', '365 days'),
+    ('retention_1d', 'never');
+
+-- The aggregates of one level computed from the level below it (or, for
+-- 1m, from raw frames); the continuous aggregates are defined with these.
+CREATE FUNCTION pg_temp.framemeta_level_select(source text, width interval, threshold real)
+    RETURNS text LANGUAGE sql IMMUTABLE
+    RETURN CASE WHEN source = 'frame_metadata' THEN format($sql$
+        SELECT camera_id,
+               time_bucket(%2$L::interval, captured_at) AS bucket,
+               count(*) AS frames,
+               min(captured_at) AS first_captured_at,
+               max(captured_at) AS last_captured_at,
+               min(frame_number) AS first_frame_number,
+               max(frame_number) AS last_frame_number,
+               count(motion_score) AS motion_frames,
+               coalesce(sum(motion_score::double precision), 0) AS motion_sum,
+               min(motion_score) AS motion_min,
+               max(motion_score) AS motion_max,
+               count(*) FILTER (WHERE motion_score >= %3$s) AS motion_events,
+               count(brightness) AS brightness_frames,
+               coalesce(sum(brightness::double precision), 0) AS brightness_sum,
+               min(brightness) AS brightness_min,
+               max(brightness) AS brightness_max,
+               coalesce(sum(detection_count), 0)::bigint AS detections,
+               framemeta_label_counts(detection_labels) AS detections_by_label
+        FROM %1$I
+        GROUP BY 1, 2 $sql$, source, width, threshold)
+    ELSE format($sql$
+        SELECT camera_id,
+               time_bucket(%2$L::interval, bucket) AS bucket,
+               sum(frames)::bigint AS frames,
+               min(first_captured_at) AS first_captured_at,
+               max(last_captured_at) AS last_captured_at,
+               min(first_frame_number) AS first_frame_number,
+               max(last_frame_number) AS last_frame_number,
+               sum(motion_frames)::bigint AS motion_frames,
+               sum(motion_sum) AS motion_sum,
+               min(motion_min) AS motion_min,
+               max(motion_max) AS motion_max,
+               sum(motion_events)::bigint AS motion_events,
+               sum(brightness_frames)::bigint AS brightness_frames,
+               sum(brightness_sum) AS brightness_sum,
+               min(brightness_min) AS brightness_min,
+               max(brightness_max) AS brightness_max,
+               sum(detections)::bigint AS detections,
+               framemeta_sum_counts(detections_by_label) AS detections_by_label
+        FROM %1$I
+        GROUP BY 1, 2 $sql$, source, width)
+    END;
+
+DO $rollups$
+DECLARE
+    threshold real := (SELECT value::real FROM framemeta_config WHERE key = 'motion_threshold');
+    level record;
+BEGIN
+    IF framemeta_edition() <> 'timescale' THEN
+        RETURN;  -- the Apache edition's tables follow below
+    END IF;
+    -- Refresh windows: 1m every minute over the last 6 hours (frames arriving
+    -- hours late still land), 1h every 10 minutes over 3 days, 1d every hour
+    -- over 10 days. Each start_offset stays inside the retention of the level
+    -- below (raw 7 days, 1m 30 days, 1h 1 year), so a refresh never forgets
+    -- dropped data; each window covers at least two buckets.
+    FOR level IN
+        SELECT * FROM (VALUES
+            ('frame_stats_1m', 'frame_metadata', INTERVAL '1 minute',
+             INTERVAL '6 hours', INTERVAL '1 minute', INTERVAL '1 minute'),
+            ('frame_stats_1h', 'frame_stats_1m', INTERVAL '1 hour',
+             INTERVAL '3 days', INTERVAL '1 hour', INTERVAL '10 minutes'),
+            ('frame_stats_1d', 'frame_stats_1h', INTERVAL '1 day',
+             INTERVAL '10 days', INTERVAL '1 day', INTERVAL '1 hour')
+        ) AS levels (relation, source, width, start_offset, end_offset, schedule)
+    LOOP
+        EXECUTE format(
+            'CREATE MATERIALIZED VIEW %I WITH (timescaledb.continuous, '
+            'timescaledb.materialized_only = false) AS %s WITH NO DATA',
+            level.relation, pg_temp.framemeta_level_select(level.source, level.width, threshold));
+        PERFORM add_continuous_aggregate_policy(level.relation::regclass,
+            start_offset => level.start_offset, end_offset => level.end_offset,
+            schedule_interval => level.schedule);
+        EXECUTE format('ALTER MATERIALIZED VIEW %I OWNER TO framemeta_owner', level.relation);
+    END LOOP;
+    INSERT INTO framemeta_config (key, value) VALUES ('rollups', 'continuous_aggregates');
+END
+$rollups$;
+
+DO $rollups$
+BEGIN
+    IF framemeta_edition() = 'timescale' THEN
+        RETURN;
+    END IF;
+    CREATE TABLE frame_stats_1m (
+        camera_id           text             NOT NULL,
+        bucket              timestamptz      NOT NULL,
+        frames              bigint           NOT NULL,
+        first_captured_at   timestamptz      NOT NULL,
+        last_captured_at    timestamptz      NOT NULL,
+        first_frame_number  bigint           NOT NULL,
+        last_frame_number   bigint           NOT NULL,
+        motion_frames       bigint           NOT NULL,  -- frames with a motion_score
+        motion_sum          double precision NOT NULL,
+        motion_min          real,
+        motion_max          real,
+        motion_events       bigint           NOT NULL,  -- at or above the motion threshold
+        brightness_frames   bigint           NOT NULL,
+        brightness_sum      double precision NOT NULL,
+        brightness_min      real,
+        brightness_max      real,
+        detections          bigint           NOT NULL,
+        detections_by_label jsonb            NOT NULL,
+        PRIMARY KEY (camera_id, bucket)
+    );
+    CREATE TABLE frame_stats_1h (LIKE frame_stats_1m INCLUDING ALL);
+    CREATE TABLE frame_stats_1d (LIKE frame_stats_1m INCLUDING ALL);
+    -- Hypertables too: retention drops their old chunks like raw ones.
+    PERFORM create_hypertable('frame_stats_1m', by_range('bucket', INTERVAL '7 days'),
+                              create_default_indexes => false);
+    PERFORM create_hypertable('frame_stats_1h', by_range('bucket', INTERVAL '90 days'),
+                              create_default_indexes => false);
+    PERFORM create_hypertable('frame_stats_1d', by_range('bucket', INTERVAL '365 days'),
+                              create_default_indexes => false);
+    ALTER TABLE frame_stats_1m OWNER TO framemeta_owner;
+    ALTER TABLE frame_stats_1h OWNER TO framemeta_owner;
+    ALTER TABLE frame_stats_1d OWNER TO framemeta_owner;
+    CREATE TRIGGER framemeta_rollup_inserted
+        AFTER INSERT ON frame_metadata
+        REFERENCING NEW TABLE AS framemeta_new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION framemeta_rollup_inserted();
+    INSERT INTO framemeta_config (key, value) VALUES ('rollups', 'trigger');
+END
+$rollups$;
+
+GRANT SELECT ON frame_stats_1m, frame_stats_1h, frame_stats_1d TO framemeta_reader;
