@@ -20,18 +20,11 @@
 -- {"a": 1} + {"a": 2, "b": 1} = {"a": 3, "b": 1}
 CREATE FUNCTION framemeta_add_counts(a jsonb, b jsonb) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE
-        WHEN a IS NULL OR a = '{}' THEN coalesce(b, '{}')
-        WHEN b IS NULL OR b = '{}' THEN a
-        ELSE (
-            SELECT jsonb_object_agg(key, total)
-            FROM (
-                SELECT key, sum(value::bigint) AS total
-                FROM (SELECT * FROM jsonb_each_text(a) UNION ALL SELECT * FROM jsonb_each_text(b)) AS both_sides
-                GROUP BY key
-            ) AS merged
-        )
-    END;
+    RETURN (
+        SELECT coalesce(a, '{}')
+               || coalesce(jsonb_object_agg(key, coalesce((a ->> key)::bigint, 0) + value::bigint), '{}')
+        FROM jsonb_each(b)
+    );
 
 CREATE AGGREGATE framemeta_sum_counts(jsonb) (
     SFUNC = framemeta_add_counts,
@@ -60,76 +53,175 @@ CREATE AGGREGATE framemeta_label_counts(text[]) (
 );
 
 -- The deltas of one INSERT or COPY statement, upserted into all three
--- levels. Each level is grouped from the new rows directly: for counts,
--- sums, minima and maxima that equals grouping the finer level's deltas.
+-- levels in one statement: the 1-minute totals are grouped from the new
+-- rows, the hourly ones from those, the daily ones from the hourly ones
+-- (counts, sums, minima and maxima compose exactly); label counts are
+-- regrouped from per-minute label rows. Rows are upserted in
+-- key order, one lock order for every writer.
 -- SECURITY DEFINER: the writer role may insert raw rows only.
 CREATE FUNCTION framemeta_rollup_inserted() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
 DECLARE
     threshold real := (SELECT value::real FROM framemeta_config WHERE key = 'motion_threshold');
-    level record;
 BEGIN
-    FOR level IN
-        SELECT * FROM (VALUES ('frame_stats_1m', INTERVAL '1 minute'),
-                              ('frame_stats_1h', INTERVAL '1 hour'),
-                              ('frame_stats_1d', INTERVAL '1 day')) AS levels (relation, width)
-    LOOP
-        EXECUTE format($sql$
-            WITH deltas AS (
-                SELECT camera_id,
-                       time_bucket($1, captured_at) AS bucket,
-                       count(*) AS frames,
-                       min(captured_at) AS first_captured_at,
-                       max(captured_at) AS last_captured_at,
-                       min(frame_number) AS first_frame_number,
-                       max(frame_number) AS last_frame_number,
-                       count(motion_score) AS motion_frames,
-                       coalesce(sum(motion_score::double precision), 0) AS motion_sum,
-                       min(motion_score) AS motion_min,
-                       max(motion_score) AS motion_max,
-                       count(*) FILTER (WHERE motion_score >= $2) AS motion_events,
-                       count(brightness) AS brightness_frames,
-                       coalesce(sum(brightness::double precision), 0) AS brightness_sum,
-                       min(brightness) AS brightness_min,
-                       max(brightness) AS brightness_max,
-                       sum(detection_count) AS detections
-                FROM framemeta_new_rows
-                GROUP BY 1, 2
-            ), labels AS (
-                SELECT camera_id, bucket, jsonb_object_agg(label, n) AS detections_by_label
-                FROM (
-                    SELECT camera_id, time_bucket($1, captured_at) AS bucket, label, count(*) AS n
-                    FROM framemeta_new_rows, unnest(detection_labels) AS label
-                    WHERE detection_count > 0
-                    GROUP BY 1, 2, 3
-                ) AS per_label
-                GROUP BY 1, 2
-            )
-            INSERT INTO %1$I AS t
-            SELECT d.*, coalesce(l.detections_by_label, '{}')
-            FROM deltas AS d LEFT JOIN labels AS l USING (camera_id, bucket)
-            ORDER BY camera_id, bucket  -- one lock order for every writer
-            ON CONFLICT (camera_id, bucket) DO UPDATE SET
-                frames = t.frames + excluded.frames,
-                first_captured_at = least(t.first_captured_at, excluded.first_captured_at),
-                last_captured_at = greatest(t.last_captured_at, excluded.last_captured_at),
-                first_frame_number = least(t.first_frame_number, excluded.first_frame_number),
-                last_frame_number = greatest(t.last_frame_number, excluded.last_frame_number),
-                motion_frames = t.motion_frames + excluded.motion_frames,
-                motion_sum = t.motion_sum + excluded.motion_sum,
-                motion_min = least(t.motion_min, excluded.motion_min),
-                motion_max = greatest(t.motion_max, excluded.motion_max),
-                motion_events = t.motion_events + excluded.motion_events,
-                brightness_frames = t.brightness_frames + excluded.brightness_frames,
-                brightness_sum = t.brightness_sum + excluded.brightness_sum,
-                brightness_min = least(t.brightness_min, excluded.brightness_min),
-                brightness_max = greatest(t.brightness_max, excluded.brightness_max),
-                detections = t.detections + excluded.detections,
-                detections_by_label = framemeta_add_counts(t.detections_by_label,
-                                                           excluded.detections_by_label)
-        $sql$, level.relation) USING level.width, threshold;
-    END LOOP;
+    WITH per_label AS MATERIALIZED (
+        -- Label counts per minute from the few frames with detections;
+        -- every level's counts are regrouped from these, not merged.
+        SELECT camera_id, time_bucket(INTERVAL '1 minute', captured_at) AS bucket,
+               label, count(*) AS n
+        FROM framemeta_new_rows, unnest(detection_labels) AS label
+        WHERE detection_count > 0
+        GROUP BY 1, 2, 3
+    ), totals_1m AS MATERIALIZED (
+        SELECT camera_id,
+               time_bucket(INTERVAL '1 minute', captured_at) AS bucket,
+               count(*) AS frames,
+               min(captured_at) AS first_captured_at,
+               max(captured_at) AS last_captured_at,
+               min(frame_number) AS first_frame_number,
+               max(frame_number) AS last_frame_number,
+               count(motion_score) AS motion_frames,
+               coalesce(sum(motion_score::double precision), 0) AS motion_sum,
+               min(motion_score) AS motion_min,
+               max(motion_score) AS motion_max,
+               count(*) FILTER (WHERE motion_score >= threshold) AS motion_events,
+               count(brightness) AS brightness_frames,
+               coalesce(sum(brightness::double precision), 0) AS brightness_sum,
+               min(brightness) AS brightness_min,
+               max(brightness) AS brightness_max,
+               coalesce(sum(detection_count), 0)::bigint AS detections
+        FROM framemeta_new_rows
+        GROUP BY 1, 2
+    ), totals_1h AS MATERIALIZED (
+        SELECT camera_id, time_bucket(INTERVAL '1 hour', bucket) AS bucket,
+               sum(frames)::bigint AS frames,
+               min(first_captured_at) AS first_captured_at,
+               max(last_captured_at) AS last_captured_at,
+               min(first_frame_number) AS first_frame_number,
+               max(last_frame_number) AS last_frame_number,
+               sum(motion_frames)::bigint AS motion_frames,
+               sum(motion_sum) AS motion_sum,
+               min(motion_min) AS motion_min,
+               max(motion_max) AS motion_max,
+               sum(motion_events)::bigint AS motion_events,
+               sum(brightness_frames)::bigint AS brightness_frames,
+               sum(brightness_sum) AS brightness_sum,
+               min(brightness_min) AS brightness_min,
+               max(brightness_max) AS brightness_max,
+               sum(detections)::bigint AS detections
+        FROM totals_1m
+        GROUP BY 1, 2
+    ), totals_1d AS (
+        SELECT camera_id, time_bucket(INTERVAL '1 day', bucket) AS bucket,
+               sum(frames)::bigint AS frames,
+               min(first_captured_at) AS first_captured_at,
+               max(last_captured_at) AS last_captured_at,
+               min(first_frame_number) AS first_frame_number,
+               max(last_frame_number) AS last_frame_number,
+               sum(motion_frames)::bigint AS motion_frames,
+               sum(motion_sum) AS motion_sum,
+               min(motion_min) AS motion_min,
+               max(motion_max) AS motion_max,
+               sum(motion_events)::bigint AS motion_events,
+               sum(brightness_frames)::bigint AS brightness_frames,
+               sum(brightness_sum) AS brightness_sum,
+               min(brightness_min) AS brightness_min,
+               max(brightness_max) AS brightness_max,
+               sum(detections)::bigint AS detections
+        FROM totals_1h
+        GROUP BY 1, 2
+    ), delta_1m AS (
+        SELECT t.*, coalesce(l.detections_by_label, '{}') AS detections_by_label
+        FROM totals_1m AS t LEFT JOIN (
+            SELECT camera_id, bucket, jsonb_object_agg(label, n) AS detections_by_label
+            FROM per_label GROUP BY 1, 2
+        ) AS l USING (camera_id, bucket)
+    ), delta_1h AS (
+        SELECT t.*, coalesce(l.detections_by_label, '{}') AS detections_by_label
+        FROM totals_1h AS t LEFT JOIN (
+            SELECT camera_id, bucket, jsonb_object_agg(label, n) AS detections_by_label
+            FROM (
+                SELECT camera_id, time_bucket(INTERVAL '1 hour', bucket) AS bucket, label,
+                       sum(n)::bigint AS n
+                FROM per_label GROUP BY 1, 2, 3
+            ) AS regrouped
+            GROUP BY 1, 2
+        ) AS l USING (camera_id, bucket)
+    ), delta_1d AS (
+        SELECT t.*, coalesce(l.detections_by_label, '{}') AS detections_by_label
+        FROM totals_1d AS t LEFT JOIN (
+            SELECT camera_id, bucket, jsonb_object_agg(label, n) AS detections_by_label
+            FROM (
+                SELECT camera_id, time_bucket(INTERVAL '1 day', bucket) AS bucket, label,
+                       sum(n)::bigint AS n
+                FROM per_label GROUP BY 1, 2, 3
+            ) AS regrouped
+            GROUP BY 1, 2
+        ) AS l USING (camera_id, bucket)
+    ), upsert_1m AS (
+        INSERT INTO frame_stats_1m AS t
+        SELECT * FROM delta_1m ORDER BY camera_id, bucket
+        ON CONFLICT (camera_id, bucket) DO UPDATE SET
+            frames = t.frames + excluded.frames,
+            first_captured_at = least(t.first_captured_at, excluded.first_captured_at),
+            last_captured_at = greatest(t.last_captured_at, excluded.last_captured_at),
+            first_frame_number = least(t.first_frame_number, excluded.first_frame_number),
+            last_frame_number = greatest(t.last_frame_number, excluded.last_frame_number),
+            motion_frames = t.motion_frames + excluded.motion_frames,
+            motion_sum = t.motion_sum + excluded.motion_sum,
+            motion_min = least(t.motion_min, excluded.motion_min),
+            motion_max = greatest(t.motion_max, excluded.motion_max),
+            motion_events = t.motion_events + excluded.motion_events,
+            brightness_frames = t.brightness_frames + excluded.brightness_frames,
+            brightness_sum = t.brightness_sum + excluded.brightness_sum,
+            brightness_min = least(t.brightness_min, excluded.brightness_min),
+            brightness_max = greatest(t.brightness_max, excluded.brightness_max),
+            detections = t.detections + excluded.detections,
+            detections_by_label = framemeta_add_counts(t.detections_by_label,
+                                                       excluded.detections_by_label)
+    ), upsert_1h AS (
+        INSERT INTO frame_stats_1h AS t
+        SELECT * FROM delta_1h ORDER BY camera_id, bucket
+        ON CONFLICT (camera_id, bucket) DO UPDATE SET
+            frames = t.frames + excluded.frames,
+            first_captured_at = least(t.first_captured_at, excluded.first_captured_at),
+            last_captured_at = greatest(t.last_captured_at, excluded.last_captured_at),
+            first_frame_number = least(t.first_frame_number, excluded.first_frame_number),
+            last_frame_number = greatest(t.last_frame_number, excluded.last_frame_number),
+            motion_frames = t.motion_frames + excluded.motion_frames,
+            motion_sum = t.motion_sum + excluded.motion_sum,
+            motion_min = least(t.motion_min, excluded.motion_min),
+            motion_max = greatest(t.motion_max, excluded.motion_max),
+            motion_events = t.motion_events + excluded.motion_events,
+            brightness_frames = t.brightness_frames + excluded.brightness_frames,
+            brightness_sum = t.brightness_sum + excluded.brightness_sum,
+            brightness_min = least(t.brightness_min, excluded.brightness_min),
+            brightness_max = greatest(t.brightness_max, excluded.brightness_max),
+            detections = t.detections + excluded.detections,
+            detections_by_label = framemeta_add_counts(t.detections_by_label,
+                                                       excluded.detections_by_label)
+    )
+    INSERT INTO frame_stats_1d AS t
+        SELECT * FROM delta_1d ORDER BY camera_id, bucket
+        ON CONFLICT (camera_id, bucket) DO UPDATE SET
+            frames = t.frames + excluded.frames,
+            first_captured_at = least(t.first_captured_at, excluded.first_captured_at),
+            last_captured_at = greatest(t.last_captured_at, excluded.last_captured_at),
+            first_frame_number = least(t.first_frame_number, excluded.first_frame_number),
+            last_frame_number = greatest(t.last_frame_number, excluded.last_frame_number),
+            motion_frames = t.motion_frames + excluded.motion_frames,
+            motion_sum = t.motion_sum + excluded.motion_sum,
+            motion_min = least(t.motion_min, excluded.motion_min),
+            motion_max = greatest(t.motion_max, excluded.motion_max),
+            motion_events = t.motion_events + excluded.motion_events,
+            brightness_frames = t.brightness_frames + excluded.brightness_frames,
+            brightness_sum = t.brightness_sum + excluded.brightness_sum,
+            brightness_min = least(t.brightness_min, excluded.brightness_min),
+            brightness_max = greatest(t.brightness_max, excluded.brightness_max),
+            detections = t.detections + excluded.detections,
+            detections_by_label = framemeta_add_counts(t.detections_by_label,
+                                                       excluded.detections_by_label);
     RETURN NULL;
 END
 $$;
