@@ -7,15 +7,13 @@ import gc
 import os
 from collections.abc import Iterator
 
-import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from benchmarks.frames import ROWS, synthetic_frames
 from framemeta import FrameRecord, migrate
 from framemeta._copy import EncodedBatch, encode_batch
 from framemeta.embedded import EmbeddedServer
-from tests.conftest import TEST_DSN_ENV
+from tests.conftest import TEST_DSN_ENV, scratch_database
 
 INGEST_RESULTS: dict[str, float] = {}
 """rows/s of each ingest path measured in this run, by path name."""
@@ -37,15 +35,9 @@ def bench_admin_dsn() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def bench_db(bench_admin_dsn: str) -> Iterator[str]:
     """A migrated database of its own for one benchmark module."""
-    name = f"framemeta_bench_{os.getpid()}"
-    with psycopg.connect(bench_admin_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    dsn = make_conninfo(bench_admin_dsn, dbname=name)
-    migrate(dsn)
-    yield dsn
-    with psycopg.connect(bench_admin_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database(bench_admin_dsn, "bench") as dsn:
+        migrate(dsn)
+        yield dsn
 
 
 @pytest.fixture(scope="session")

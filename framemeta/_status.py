@@ -128,6 +128,8 @@ def collect(conn: psycopg.Connection[Any]) -> DatabaseStatus:
         if rows_estimate == 0 and chunks.total_bytes < _EXACT_COUNT_MAX_BYTES:
             count_row = conn.execute("SELECT count(*) FROM frame_metadata").fetchone()
             rows_estimate = int(count_row[0]) if count_row else 0
+        elif rows_estimate == 0:
+            rows_estimate = None  # large and not analysed yet: unknown, not zero
     return DatabaseStatus(
         database=database,
         postgresql_version=pg_version,
@@ -158,7 +160,12 @@ def format_table(status: DatabaseStatus) -> str:
             else "-"
         )
         rows += [
-            ("raw frames (about)", f"{status.raw_rows_estimate:,}"),
+            (
+                "raw frames (about)",
+                "unknown (not analysed yet)"
+                if status.raw_rows_estimate is None
+                else f"{status.raw_rows_estimate:,}",
+            ),
             ("raw chunks", f"{chunks.count} ({chunks.compressed} compressed)"),
             ("raw time range", covered),
             ("raw size", _bytes(chunks.total_bytes)),

@@ -118,6 +118,8 @@ def run(
             f"last batch latency={1000 * (stats.last_flush_latency or 0):.0f} ms"
         )
         with psycopg.connect(dsn, autocommit=True) as conn:
+            # Fresh statistics, so that the row estimate below is meaningful.
+            conn.execute("ANALYZE frame_metadata")
             say(_status.format_table(_status.collect(conn)))
         say(f"look around: framemeta server start, then psql '{dsn}'")
     finally:

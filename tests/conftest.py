@@ -76,7 +76,9 @@ def template_db(admin_dsn: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _scratch_database(admin_dsn: str, kind: str, template: str | None = None) -> Iterator[str]:
+def scratch_database(admin_dsn: str, kind: str, template: str | None = None) -> Iterator[str]:
+    """A new database ``framemeta_<kind>_...`` (a clone of ``template`` if
+    given) for the duration of the block; yields its conninfo."""
     name = f"framemeta_{kind}_{os.getpid()}_{next(_counter)}"
     clone = f" TEMPLATE {template} STRATEGY file_copy" if template else ""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -91,14 +93,14 @@ def _scratch_database(admin_dsn: str, kind: str, template: str | None = None) ->
 @pytest.fixture
 def fresh_database(admin_dsn: str) -> Iterator[str]:
     """Conninfo of a new, empty database (no extension, no schema)."""
-    with _scratch_database(admin_dsn, "empty") as dsn:
+    with scratch_database(admin_dsn, "empty") as dsn:
         yield dsn
 
 
 @pytest.fixture
 def db_dsn(admin_dsn: str, template_db: str) -> Iterator[str]:
     """Superuser conninfo of a fresh database with the schema migrated."""
-    with _scratch_database(admin_dsn, "test", template=template_db) as dsn:
+    with scratch_database(admin_dsn, "test", template=template_db) as dsn:
         yield dsn
 
 

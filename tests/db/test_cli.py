@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from framemeta import _status
 from framemeta.schema import load_migrations
 
 
@@ -95,6 +96,23 @@ def test_database_without_timescaledb_is_named(fresh_database: str) -> None:
     line = _one_line_error(run_cli("status", "--dsn", fresh_database))
 
     assert "has no TimescaleDB extension" in line
+
+
+def test_status_says_unknown_rather_than_zero_for_a_large_unanalysed_table(
+    db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
+            " SELECT 'cam-1', '2026-01-01T00:00:00Z'::timestamptz + n * interval '1 s', n"
+            " FROM generate_series(1, 3) AS n"
+        )
+        # Every table counts as "large" for this test.
+        monkeypatch.setattr(_status, "_EXACT_COUNT_MAX_BYTES", 0)
+        status = _status.collect(conn)
+
+    assert status.raw_rows_estimate is None
+    assert "unknown (not analysed yet)" in _status.format_table(status)
 
 
 @pytest.mark.usefixtures("embedded_only")
