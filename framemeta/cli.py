@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 from framemeta import _dsn, _status, schema
-from framemeta.errors import FramemetaError
+from framemeta.errors import ConfigurationError, FramemetaError
 
 __all__ = ["main"]
 
@@ -88,6 +88,19 @@ def _build_parser() -> argparse.ArgumentParser:
     status.add_argument("--dsn", default=None, help=dsn_help)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(handler=_status_command)
+
+    maintain = commands.add_parser(
+        "maintain", help="apply retention (drop old chunks); run it from cron or a timer"
+    )
+    maintain.add_argument("--dsn", default=None, help=dsn_help)
+    maintain.add_argument(
+        "--set-retention",
+        metavar="LEVEL=AGE",
+        action="append",
+        default=[],
+        help="change a level's retention first, e.g. raw=14d, 1m=60d, 1d=never (repeatable)",
+    )
+    maintain.set_defaults(handler=_maintain)
 
     demo = commands.add_parser(
         "demo", help="start the embedded server, migrate, write sample frames, show status"
@@ -199,6 +212,34 @@ def _status_command(args: argparse.Namespace) -> int:
         print(json.dumps(status.to_dict(), indent=2))
     else:
         print(_status.format_table(status))
+    return 0
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    from framemeta import maintenance
+
+    changes: dict[str, str] = {}
+    for item in args.set_retention:
+        level, sep, age = item.partition("=")
+        if not sep:
+            raise ConfigurationError(f"--set-retention {item!r}: expected LEVEL=AGE, e.g. raw=14d")
+        changes[level.strip()] = age
+    with _dsn.connect(args.dsn, autocommit=True) as conn:
+        if changes:
+            retention = maintenance.set_retention(conn, **changes)
+            _say("retention: " + ", ".join(
+                f"{level} {maintenance.show_horizon(retention.horizon(level))}"
+                for level in maintenance.LEVELS
+            ))  # fmt: skip
+        dropped = maintenance.apply_retention(conn)
+    if dropped is None:
+        _say("another process is running maintenance; nothing done")
+        return 0
+    for result in dropped:
+        _say(
+            f"{result.level}: dropped {len(result.chunks)} chunk(s) older than "
+            f"{maintenance.show_horizon(result.horizon)}"
+        )
     return 0
 
 

@@ -228,8 +228,8 @@ $$;
 
 ALTER FUNCTION framemeta_rollup_inserted() OWNER TO framemeta_owner;
 
--- Retention horizons (read by `framemeta maintain` and `framemeta status`;
--- on the community edition they also set the retention policies).
+-- Retention horizons, read by `framemeta maintain` (drop_chunks) and
+-- changed by `framemeta maintain --set-retention`, so every tool agrees.
 INSERT INTO framemeta_config (key, value) VALUES
     ('retention_raw', '7 days'),
     ('retention_1m', '30 days'),
