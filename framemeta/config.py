@@ -49,7 +49,8 @@ class WriterOptions:
     queue_records: int = attrs.field(default=200_000, validator=_positive_int)
     """Most records waiting in memory (default 200,000: 16 s of 12,000 frames/s)."""
     queue_bytes: int = attrs.field(default=128 * 1024 * 1024, validator=_positive_int)
-    """Most estimated bytes of records waiting in memory (default 128 MiB)."""
+    """Most estimated bytes of records waiting in memory (default 128 MiB);
+    each connection also holds at most one batch (`batch_bytes`) in flight."""
     batch_records: int = attrs.field(default=10_000, validator=_positive_int)
     """Most records in one COPY transaction (default 10,000)."""
     batch_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive_int)

@@ -1,9 +1,11 @@
 """MetadataWriter: the bounded queue and the lifecycle (start, flush, close, fork).
 
-`write` puts a record in an in-memory queue and never does I/O; one
+`write` puts a record in an in-memory queue and never does I/O; a
 background thread takes batches off the queue and ships them with binary
 COPY (`_copy`), retrying through outages (`_retry`), spooling to disk
-(`_spool`) and isolating rejected rows.
+(`_spool`) and isolating rejected rows. Helper threads, one per extra
+connection, take full batches while it is busy; partial batches, the spool
+and closing stay with the first thread.
 """
 
 from __future__ import annotations
@@ -126,7 +128,9 @@ class _Outcome:
 
 
 class MetadataWriter:
-    """Ships `FrameRecord`s to ``frame_metadata`` from a background thread.
+    """Ships `FrameRecord`s to ``frame_metadata`` from background threads
+    (``framemeta-writer-N``, and ``framemeta-writer-N.2``... for the extra
+    ``connections``).
 
     ``dsn`` None reads ``FRAMEMETA_DSN``, then libpq's ``PG*`` variables.
     ``options`` are the fields of `WriterOptions` (queue and batch sizes,
