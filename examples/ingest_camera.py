@@ -30,6 +30,8 @@ def main(frames: int = 3_000, fps: float = 30.0) -> None:
     # - overflow: "block" (default) slows the camera loop down when the
     #   database cannot keep up; "drop_oldest" keeps the loop real-time and
     #   counts what it drops (stats().dropped); "raise" lets you decide.
+    # - connections=2 (default) lets a second COPY connection take full
+    #   batches under load; 1 is enough for a few cameras.
     # - spool_dir keeps undeliverable batches on disk through an outage and a
     #   crash of this process; the next writer on the same directory sends them.
     with MetadataWriter(

@@ -113,8 +113,9 @@ class Spool:
         with self._mutex:
             return sum(slot.end - slot.offset for slot in self._pending)
 
-    def append(self, payload: bytes) -> None:
+    def append(self, payload: bytes) -> tuple[int, int]:
         """Append one entry; it is on disk (fsynced) when this returns.
+        Returns its place, ``(segment, offset)``, as `SpoolEntry` will give it.
 
         Raises `SpoolError` when the disk refuses the write (full, read-only);
         the entry is then not in the spool.
@@ -139,6 +140,7 @@ class Spool:
                 raise SpoolError(f"cannot write to the spool {self.directory}: {exc}") from exc
             self._write_offset = offset + len(entry)
             self._pending.append(_Slot(self._write_segment, offset, len(payload)))
+            return self._write_segment, offset
 
     def oldest(self) -> SpoolEntry | None:
         """The oldest undelivered entry, or None when the spool is empty.

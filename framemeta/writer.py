@@ -1,9 +1,11 @@
 """MetadataWriter: the bounded queue and the lifecycle (start, flush, close, fork).
 
-`write` puts a record in an in-memory queue and never does I/O; one
+`write` puts a record in an in-memory queue and never does I/O; a
 background thread takes batches off the queue and ships them with binary
 COPY (`_copy`), retrying through outages (`_retry`), spooling to disk
-(`_spool`) and isolating rejected rows.
+(`_spool`) and isolating rejected rows. Helper threads, one per extra
+connection, take full batches while it is busy; partial batches, the spool
+and closing stay with the first thread.
 """
 
 from __future__ import annotations
@@ -103,6 +105,10 @@ class _Batch:
     records: list[FrameRecord] | None = None
     idempotent: bool = False
     spooled: bool = False
+    in_flight: bool = False
+    """A thread is sending it: closing leaves it to that thread."""
+    spool_key: tuple[int, int] | None = None
+    """Where it sits in the spool (segment, offset), once spooled."""
     spooled_rows: int = 0
     """Rows on disk once spooled (the in-memory ``rows`` are then released,
     so a long outage with a spool costs no memory)."""
@@ -122,7 +128,9 @@ class _Outcome:
 
 
 class MetadataWriter:
-    """Ships `FrameRecord`s to ``frame_metadata`` from a background thread.
+    """Ships `FrameRecord`s to ``frame_metadata`` from background threads
+    (``framemeta-writer-N``, and ``framemeta-writer-N.2``... for the extra
+    ``connections``).
 
     ``dsn`` None reads ``FRAMEMETA_DSN``, then libpq's ``PG*`` variables.
     ``options`` are the fields of `WriterOptions` (queue and batch sizes,
@@ -156,6 +164,7 @@ class MetadataWriter:
         self._not_full = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
         self._wake = threading.Event()
+        self._wake_helpers = threading.Event()
         self._closing = threading.Event()
         self._queue: collections.deque[FrameRecord] = collections.deque()
         self._queue_bytes = 0
@@ -183,7 +192,11 @@ class MetadataWriter:
         self._last_latency: float | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._conn: psycopg.Connection[Any] | None = None
+        self._helpers: list[threading.Thread] = []
+        self._local = threading.local()  # each thread's connection
+        self._conns: set[psycopg.Connection[Any]] = set()
+        self._spool_lock = threading.Lock()
+        self._dead_letter_lock = threading.Lock()
         self._bounds_until = 0.0
         self._earliest: datetime | None = None
         self._latest = datetime.max.replace(tzinfo=UTC)
@@ -191,10 +204,15 @@ class MetadataWriter:
         self._refresh_bounds()
 
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"framemeta-writer-{next(_thread_numbers)}", daemon=True
-        )
+        name = f"framemeta-writer-{next(_thread_numbers)}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._helpers = [
+            threading.Thread(target=self._help, name=f"{name}.{number}", daemon=True)
+            for number in range(2, self.options.connections + 1)
+        ]
         self._thread.start()
+        for helper in self._helpers:
+            helper.start()
 
     # -- the producer side ------------------------------------------------
 
@@ -229,6 +247,7 @@ class MetadataWriter:
             self._written += 1
             if len(self._queue) >= self._batch_records and not self._wake.is_set():
                 self._wake.set()
+                self._wake_helpers.set()
 
     def write_many(self, records: Iterable[FrameRecord]) -> None:
         """`write` each record in turn; stops at the first error, having
@@ -356,6 +375,7 @@ class MetadataWriter:
             self._closed = True
             self._close_deadline = time.monotonic() + timeout
             self._wake.set()
+            self._wake_helpers.set()
             self._not_full.notify_all()
         self._closing.set()
         thread = self._thread
@@ -373,7 +393,8 @@ class MetadataWriter:
 
     def _finish_close(self) -> None:
         with self._lock:
-            thread_alive = self._thread is not None and self._thread.is_alive()
+            threads = [self._thread, *self._helpers] if self._thread is not None else []
+            thread_alive = any(thread.is_alive() for thread in threads)
             if thread_alive:
                 # The thread is stuck past the deadline (a hung server): what
                 # it has not delivered is lost to this process.
@@ -471,17 +492,55 @@ class MetadataWriter:
             with self._lock:
                 done = self._closed and not self._queue and not self._unsettled
             if done or self._deadline_passed():
+                self._join_helpers()
                 self._give_up_remaining()
                 return
 
-    def _take_batch(self) -> _Batch | None:
-        """The next batch off the queue head: a full one, or what is there
-        once ``flush_interval`` has passed, a flush is waiting, or closing."""
+    def _help(self) -> None:
+        """A helper thread: ships full batches on its own connection while the
+        first thread is busy; partial batches, the spool and closing are the
+        first thread's."""
+        try:
+            interval = self.options.flush_interval
+            while self._error is None:
+                self._wake_helpers.wait(interval)
+                self._wake_helpers.clear()
+                while self._error is None:
+                    batch = self._take_batch(full_only=True)
+                    if batch is None:
+                        break
+                    self._send(batch)
+                if self._closed:
+                    return
+        except BaseException as exc:  # stored and re-raised to the caller
+            logger.exception("framemeta writer thread failed")
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+                self._progress.notify_all()
+                self._not_full.notify_all()
+        finally:
+            self._disconnect()
+            self._wake.set()  # the first thread may be waiting to close
+
+    def _join_helpers(self) -> None:
+        grace = max(0.0, self._close_deadline - time.monotonic()) + 1.0 if self._closed else 1.0
+        for helper in self._helpers:
+            if helper is not threading.current_thread():
+                helper.join(grace)
+
+    def _take_batch(self, *, full_only: bool = False) -> _Batch | None:
+        """The next batch off the queue head: a full one, or (unless
+        ``full_only``) what is there once ``flush_interval`` has passed, a
+        flush is waiting, or closing."""
         with self._lock:
             queue = self._queue
             now = time.monotonic()
             if not queue:
-                self._flush_requested = False
+                if not full_only:
+                    self._flush_requested = False
+                return None
+            if full_only and len(queue) < self._batch_records:
                 return None
             if (
                 len(queue) < self._batch_records
@@ -503,6 +562,7 @@ class MetadataWriter:
             self._last_taken_at = now
             self._not_full.notify_all()
             batch = _Batch(first, self._taken, EncodedBatch(bytearray(), []), now, records)
+            batch.in_flight = True
             self._unsettled.append(batch)
         # Encoding happens later, outside the lock, while the rows stream to
         # the server; producers keep writing meanwhile.
@@ -511,6 +571,15 @@ class MetadataWriter:
     def _send(self, batch: _Batch) -> None:
         """Commit one batch; or spool it (outage, with a spool); or leave it
         for closing to account (deadline passed, fatal error)."""
+        try:
+            self._ship(batch)
+        finally:
+            with self._lock:
+                batch.in_flight = False
+                if self._closed:
+                    self._wake.set()
+
+    def _ship(self, batch: _Batch) -> None:
         records = batch.records
         if self._spool_backlog():
             if records is not None:
@@ -643,24 +712,32 @@ class MetadataWriter:
         return self._closed and time.monotonic() >= self._close_deadline
 
     def _connection(self) -> psycopg.Connection[Any]:
-        conn = self._conn
+        """This thread's connection, opened if needed."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is not None and not conn.closed:
             return conn
         timeout = self.options.connect_timeout
         if self._closed:
             timeout = min(timeout, self._close_deadline - time.monotonic())
-        self._conn = psycopg.connect(
+        conn = psycopg.connect(
             self._conninfo,
             autocommit=True,
             prepare_threshold=None,
             # libpq waits at least 2 s; it takes whole seconds.
             connect_timeout=max(2, int(timeout)),
         )
-        return self._conn
+        self._local.conn = conn
+        with self._lock:
+            self._conns.add(conn)
+        return conn
 
     def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
+        """Close this thread's connection."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        self._local.conn = None
         if conn is not None:
+            with self._lock:
+                self._conns.discard(conn)
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -707,7 +784,7 @@ class MetadataWriter:
             }
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab") as handle:
+        with self._dead_letter_lock, path.open("ab") as handle:
             handle.write(line + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -720,7 +797,9 @@ class MetadataWriter:
     def _spool_batch(self, batch: _Batch, rows: EncodedBatch) -> None:
         """Append a batch's undelivered rows to the spool (durable on return)."""
         assert self._spool is not None
-        self._spool.append(rows.to_bytes())
+        with self._spool_lock:
+            key = self._spool.append(rows.to_bytes())
+            batch.spool_key = key
         with self._lock:
             batch.rows = EncodedBatch(bytearray(), [])
             batch.spooled_rows = len(rows)
@@ -739,7 +818,8 @@ class MetadataWriter:
         if spool is None or time.monotonic() < self._spool_retry_at:
             return
         while self._error is None:
-            entry = spool.oldest()
+            with self._spool_lock:  # its batch has its spool_key by now
+                entry = spool.oldest()
             if entry is None:
                 return
             rows = EncodedBatch.from_bytes(entry.payload)
@@ -755,7 +835,11 @@ class MetadataWriter:
                     self._foreign_entries -= 1
                     self._recovered += outcome.committed
                 else:
-                    self._unsettled.popleft()
+                    key = (entry.segment, entry.offset)
+                    for batch in self._unsettled:
+                        if batch.spool_key == key:
+                            self._unsettled.remove(batch)
+                            break
                     self._committed += outcome.committed
                     self._rejected += outcome.rejected
                 self._progress.notify_all()
@@ -772,7 +856,7 @@ class MetadataWriter:
             if records:
                 empty = EncodedBatch(bytearray(), [])
                 self._unsettled.append(_Batch(first, self._taken, empty, 0.0))
-            unsent = [batch for batch in self._unsettled if not batch.spooled]
+            unsent = [b for b in self._unsettled if not b.spooled and not b.in_flight]
         if records:
             unsent[-1].rows = _copy.encode_batch(records)
         if self._spool is not None and self._error is None:
@@ -790,8 +874,7 @@ class MetadataWriter:
     def _after_fork_in_child(self) -> None:
         """The child gets a fresh, empty writer: no inherited queue, thread,
         connection or spool (the parent keeps delivering its own)."""
-        conn = self._conn
-        if conn is not None:
+        for conn in list(self._conns):
             _neutralise(conn)
         self._spool = None
         self._reset_state()

@@ -172,6 +172,8 @@ def test_frames_from_the_future_or_past_retention_are_refused(db_dsn: str) -> No
         ({"queue_records": 10, "batch_records": 100}, "batch_records"),
         ({"application_name": "x" * 100}, "application_name"),
         ({"flush_intervall": 1.0}, "flush_intervall"),
+        ({"connections": 0}, "connections"),
+        ({"connections": 9}, "connections"),
     ],
 )
 def test_bad_options_fail_at_construction(
@@ -212,3 +214,26 @@ def test_repr_and_stats_never_show_the_password(db_dsn: str) -> None:
     with MetadataWriter(dsn) as writer:
         shown = repr(writer) + repr(writer.stats())
     assert "hunter2" not in shown
+
+
+def test_full_batches_go_out_on_every_connection(db_dsn: str) -> None:
+    records = list(frames(60_000))
+    before = set(threading.enumerate())
+    with MetadataWriter(
+        db_dsn, connections=2, batch_records=1_000, application_name="fm-two"
+    ) as writer:
+        mine = sorted(thread.name for thread in set(threading.enumerate()) - before)
+        writer.write_many(records)
+        seen = 0
+        with psycopg.connect(db_dsn) as conn:
+            while writer.stats().pending and seen < 2:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fm-two'"
+                ).fetchone()
+                seen = max(seen, row[0] if row else 0)
+        writer.flush(timeout=60)
+
+    assert seen == 2
+    assert len(mine) == 2
+    assert mine[1] == mine[0] + ".2"
+    assert sorted(stored_keys(db_dsn)) == sorted(keys(records))
