@@ -466,13 +466,8 @@ class MetadataWriter:
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # stored and re-raised to the caller
-            logger.exception("framemeta writer thread failed")
-            with self._lock:
-                if self._error is None:
-                    self._error = exc
-                self._progress.notify_all()
-                self._not_full.notify_all()
+        except BaseException as exc:
+            self._store_failure(exc)
         finally:
             self._disconnect()
 
@@ -512,16 +507,20 @@ class MetadataWriter:
                     self._send(batch)
                 if self._closed:
                     return
-        except BaseException as exc:  # stored and re-raised to the caller
-            logger.exception("framemeta writer thread failed")
-            with self._lock:
-                if self._error is None:
-                    self._error = exc
-                self._progress.notify_all()
-                self._not_full.notify_all()
+        except BaseException as exc:
+            self._store_failure(exc)
         finally:
             self._disconnect()
             self._wake.set()  # the first thread may be waiting to close
+
+    def _store_failure(self, exc: BaseException) -> None:
+        """A thread died: keep the error for the caller's next call."""
+        logger.exception("framemeta writer thread failed")
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+            self._progress.notify_all()
+            self._not_full.notify_all()
 
     def _join_helpers(self) -> None:
         grace = max(0.0, self._close_deadline - time.monotonic()) + 1.0 if self._closed else 1.0
