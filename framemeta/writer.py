@@ -104,7 +104,6 @@ class _Batch:
     taken_at: float
     records: list[FrameRecord] | None = None
     idempotent: bool = False
-    spooled: bool = False
     in_flight: bool = False
     """A thread is sending it: closing leaves it to that thread."""
     spool_key: tuple[int, int] | None = None
@@ -112,6 +111,10 @@ class _Batch:
     spooled_rows: int = 0
     """Rows on disk once spooled (the in-memory ``rows`` are then released,
     so a long outage with a spool costs no memory)."""
+
+    @property
+    def spooled(self) -> bool:
+        return self.spool_key is not None
 
 
 @attrs.define
@@ -802,7 +805,6 @@ class MetadataWriter:
         with self._lock:
             batch.rows = EncodedBatch(bytearray(), [])
             batch.spooled_rows = len(rows)
-            batch.spooled = True
             self._progress.notify_all()
 
     def _deliver_spool(self) -> None:

@@ -50,3 +50,17 @@ def stored_keys(dsn: str) -> list[tuple[str, datetime, int]]:
 
 def keys(records: list[FrameRecord]) -> list[tuple[str, datetime, int]]:
     return [record.key for record in records]
+
+
+ROLLUPS = ("frame_stats_1m", "frame_stats_1h", "frame_stats_1d")
+
+
+def refresh_rollups(dsn: str) -> None:
+    """Community edition: materialise every rollup level, finest first (a
+    refresh does not cascade). Apache edition: nothing to do, the trigger
+    keeps them in the insert's transaction."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT framemeta_edition()").fetchone() != ("timescale",):
+            return
+        for relation in ROLLUPS:
+            conn.execute(f"CALL refresh_continuous_aggregate('{relation}', NULL, NULL)")

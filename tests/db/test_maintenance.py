@@ -13,6 +13,7 @@ import pytest
 
 from framemeta import ConfigurationError
 from framemeta.maintenance import Retention, apply_retention, get_retention, set_retention
+from tests.frames import refresh_rollups
 
 _INSERT_DAYS_AGO = """
     INSERT INTO frame_metadata (camera_id, captured_at, frame_number, motion_score)
@@ -27,12 +28,6 @@ def _count(conn: psycopg.Connection[Any], sql: str) -> int:
     return int(row[0])
 
 
-def _refresh(conn: psycopg.Connection[Any]) -> None:
-    if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
-        for relation in ("frame_stats_1m", "frame_stats_1h", "frame_stats_1d"):
-            conn.execute(f"CALL refresh_continuous_aggregate('{relation}', NULL, NULL)")
-
-
 def test_defaults_are_stored_in_the_database(db_dsn: str) -> None:
     with psycopg.connect(db_dsn) as conn:
         retention = get_retention(conn)
@@ -42,7 +37,7 @@ def test_defaults_are_stored_in_the_database(db_dsn: str) -> None:
 def test_old_raw_chunks_go_young_ones_stay_and_rollups_outlive_them(db_dsn: str) -> None:
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         conn.execute(_INSERT_DAYS_AGO, ([1, 3, 6, 9, 12, 40],))
-        _refresh(conn)
+        refresh_rollups(db_dsn)
 
         dropped = apply_retention(conn)
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from framemeta import BoundingBox, Detection, FrameRecord
 from framemeta._copy import copy_batch, encode_batch, insert_idempotent
+from tests.frames import refresh_rollups
 
 LEVELS = {"frame_stats_1m": "1 minute", "frame_stats_1h": "1 hour", "frame_stats_1d": "1 day"}
 BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
@@ -92,28 +93,17 @@ def _rows(conn: psycopg.Connection[Any], sql: str, width: str | None = None) -> 
     return conn.execute(sql, {"width": width} if width else None).fetchall()
 
 
-def _refresh(dsn: str) -> None:
-    """Community edition: materialise every level, finest first (a refresh
-    does not cascade). Apache edition: the trigger already did it."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        edition = conn.execute("SELECT framemeta_edition()").fetchone()
-        if edition != ("timescale",):
-            return
-        for relation in LEVELS:
-            conn.execute(f"CALL refresh_continuous_aggregate('{relation}', NULL, NULL)")
-
-
 def _empty(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE frame_metadata")
         if conn.execute("SELECT framemeta_edition()").fetchone() != ("timescale",):
             conn.execute("TRUNCATE frame_stats_1m, frame_stats_1h, frame_stats_1d")
-    _refresh(dsn)
+    refresh_rollups(dsn)
 
 
 def _assert_consistent(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
-    _refresh(conn.info.dsn)
+    refresh_rollups(conn.info.dsn)
     for relation, width in LEVELS.items():
         stored = _rows(conn, _STORED.format(relation=relation))
         assert stored == _rows(conn, _FROM_RAW, width), f"{relation} differs from raw"
@@ -152,7 +142,7 @@ def test_fast_path_copy_is_rolled_up_in_the_same_transaction(db_dsn: str) -> Non
     ]
     with psycopg.connect(db_dsn) as conn:
         copy_batch(conn, encode_batch(frames))
-        _refresh(db_dsn)
+        refresh_rollups(db_dsn)
         row = conn.execute(
             "SELECT sum(frames), sum(motion_events) FROM frame_stats_1m WHERE camera_id = 'cam-a'"
         ).fetchone()
@@ -166,6 +156,6 @@ def test_a_failed_batch_leaves_no_rollup_behind(db_dsn: str) -> None:
         copy_batch(conn, encode_batch([frame]))
         with pytest.raises(psycopg.errors.UniqueViolation):
             copy_batch(conn, encode_batch([frame]))  # rolled back, rollups too
-        _refresh(db_dsn)
+        refresh_rollups(db_dsn)
         row = conn.execute("SELECT frames FROM frame_stats_1d").fetchall()
         assert row == [(1,)]
