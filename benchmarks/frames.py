@@ -21,13 +21,15 @@ LABELS = ("person", "car", "bicycle", "dog", "truck")
 ZONES = ("north-gate", "loading-bay", "lobby", "car-park")
 
 
-def synthetic_frames(rows: int) -> list[FrameRecord]:
-    """``rows`` frames of 12 cameras at 1 frame/s ending now, in arrival order:
-    motion mostly low with bursts, brightness following the day, detections in
-    about one frame in six, a few metadata keys on every frame."""
+def synthetic_frames(rows: int, *, end: datetime | None = None) -> list[FrameRecord]:
+    """``rows`` frames of 12 cameras at 1 frame/s ending at ``end`` (default
+    now), in arrival order: motion mostly low with bursts, brightness
+    following the day, detections in about one frame in six, a few metadata
+    keys on every frame."""
     rng = random.Random(20261125)
     seconds = rows // CAMERAS + 1
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds)
+    end = datetime.now(UTC) if end is None else end
+    start = end.replace(microsecond=0) - timedelta(seconds=seconds)
     records = []
     burst = [0] * CAMERAS
     for index in range(rows):

@@ -1,27 +1,37 @@
-"""Retention on both editions: horizons stored in ``framemeta_config`` so
-that every tool agrees, checked against the rollups' refresh windows, and
-applied with ``drop_chunks`` by `apply_retention` (``framemeta maintain``).
+"""The lifecycle of stored frames on both editions: retention horizons kept
+in ``framemeta_config`` so that every tool agrees, applied by `maintain`
+(``framemeta maintain``, a writer's maintenance thread or pg_cron), rollup
+refresh and compression where the edition has them, and exact repair and
+erasure of a range (`rebuild_rollups`, `erase_frames`).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import attrs
 import psycopg
+from psycopg import sql
 
-from framemeta.errors import ConfigurationError
+from framemeta.errors import ConfigurationError, DatabaseError, ValidationError
+from framemeta.records import _check_camera_id
 
 __all__ = [
     "LEVELS",
     "ChunksDropped",
+    "Erasure",
+    "LevelRebuilt",
+    "MaintenanceReport",
     "Retention",
     "apply_retention",
+    "erase_frames",
     "get_retention",
+    "maintain",
     "parse_horizon",
+    "rebuild_rollups",
     "set_retention",
     "show_horizon",
 ]
@@ -43,9 +53,20 @@ REFRESH_WINDOWS: Final = {
     "1h": timedelta(days=3),
     "1d": timedelta(days=10),
 }
-# A transaction-level advisory lock: many processes may call maintain, one
-# applies retention at a time (the others skip).
-_LOCK_KEY: Final = 0x6D61696E74  # "maint"
+# Their policies stop this far short of now (the newest, still filling buckets
+# are left to real-time aggregation).
+_REFRESH_END_OFFSETS: Final = {
+    "1m": timedelta(minutes=1),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
+BUCKET_WIDTHS: Final = {
+    "1m": timedelta(minutes=1),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
+"""The bucket width of each rollup level."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS: Final = {
     "s": 1,
     "sec": 1,
@@ -172,29 +193,186 @@ def set_retention(conn: psycopg.Connection[Any], **horizons: str) -> Retention:
                 ("never" if horizon is None else f"{int(horizon.total_seconds())} seconds",
                  f"retention_{level}"),
             )  # fmt: skip
+        # Community edition: the retention policies follow (Apache: no-op).
+        conn.execute("SELECT framemeta_sync_retention_policies()")
     return retention
+
+
+@attrs.frozen
+class MaintenanceReport:
+    """What one `maintain` run did."""
+
+    dropped: list[ChunksDropped] | None
+    """Chunks dropped per level; None when another session held the
+    maintenance lock (it was doing the same work, so nothing was done)."""
+    refreshed: list[str]
+    """Rollup levels refreshed over their policy window (community edition;
+    empty on the Apache edition, whose trigger keeps them current)."""
+    compressed: list[str]
+    """Raw chunks compressed (community edition; empty on the Apache edition,
+    which has no compression)."""
+
+
+@attrs.frozen
+class LevelRebuilt:
+    """What `rebuild_rollups` or `erase_frames` did to one rollup level.
+
+    Buckets from ``start`` to ``end`` (aligned to the level's width) were
+    touched: those from ``recomputed_from`` on were recomputed from the level
+    below; those before it lie beyond what the level below still keeps.
+    """
+
+    level: str
+    start: datetime
+    end: datetime
+    recomputed_from: datetime | None
+    """None: the level below keeps nothing of the range, nothing was recomputed."""
+    rows: int | None
+    """Rows written by the recomputation (Apache edition); None where a
+    continuous aggregate was refreshed (community edition)."""
+    forgotten: int = 0
+    """Rows of the erased camera deleted because the level below no longer
+    has the frames they summarise (`erase_frames` only)."""
+
+
+@attrs.frozen
+class Erasure:
+    """What `erase_frames` did: ``frames`` raw frames deleted, and each
+    rollup level made consistent with what is left."""
+
+    camera_id: str
+    start: datetime
+    end: datetime
+    frames: int
+    levels: list[LevelRebuilt]
 
 
 def apply_retention(conn: psycopg.Connection[Any]) -> list[ChunksDropped] | None:
     """Drop the chunks of every level whose whole range is older than its
-    horizon; returns what was dropped, or None when another process holds
-    the maintenance lock (then nothing is done). Idempotent."""
-    retention = get_retention(conn)
-    dropped: list[ChunksDropped] = []
+    horizon; returns what was dropped, or None when another session holds
+    the maintenance lock (then nothing is done). Idempotent.
+
+    Runs ``framemeta_apply_retention()``, the function a writer's maintenance
+    thread and pg_cron call too; each run is logged in
+    ``framemeta_maintenance_runs``.
+    """
+    row = conn.execute("SELECT ran, dropped FROM framemeta_apply_retention()").fetchone()
+    assert row is not None
+    ran, dropped = row
+    if not ran:
+        return None
+    return [
+        ChunksDropped(item["level"], timedelta(seconds=item["horizon_seconds"]), item["chunks"])
+        for item in dropped
+    ]
+
+
+def maintain(conn: psycopg.Connection[Any]) -> MaintenanceReport:
+    """Everything the lifecycle needs now, idempotent: apply retention; on
+    the community edition also refresh each rollup over its policy window
+    and compress the raw chunks older than ``compress_after``.
+
+    ``conn`` must be in autocommit mode (a refresh cannot run inside a
+    transaction block) and have the owner role. The community edition's
+    policies do the same work on their own schedule; running both is safe.
+    """
+    _require_autocommit(conn, "maintain")
+    dropped = apply_retention(conn)
+    refreshed: list[str] = []
+    compressed: list[str] = []
+    if _edition(conn) == "timescale":
+        now = datetime.now(UTC)
+        for level in LEVELS[1:]:
+            width = BUCKET_WIDTHS[level]
+            start = _align(now - REFRESH_WINDOWS[level], width)
+            end = _align(now - _REFRESH_END_OFFSETS[level], width)
+            conn.execute(
+                "CALL refresh_continuous_aggregate(%s::regclass, %s, %s)",
+                (RELATIONS[level], start, end),
+            )
+            refreshed.append(level)
+        compressed = _compress_old_chunks(conn)
+    return MaintenanceReport(dropped, refreshed, compressed)
+
+
+def rebuild_rollups(
+    conn: psycopg.Connection[Any],
+    start: datetime,
+    end: datetime,
+    *,
+    camera_id: str | None = None,
+) -> list[LevelRebuilt]:
+    """Recompute the rollups of ``[start, end)`` from raw frames, 1m from raw,
+    1h from 1m, 1d from 1h: a repair after manual edits. Every bucket that
+    overlaps the range is recomputed, as far as the level below still keeps
+    its data; buckets beyond that are left alone (retention dropped what
+    they summarise).
+
+    Apache edition: one transaction, for ``camera_id`` or every camera.
+    Community edition: the continuous aggregates are refreshed over the
+    range, forced where the server supports it, for every camera.
+    ``conn`` must be in autocommit mode and have the owner role. Raises
+    `ValidationError` for naive or reversed times or a bad camera id.
+    """
+    _check_range(start, end)
+    if camera_id is not None:
+        _check_camera_id(camera_id)
+    _require_autocommit(conn, "rebuild_rollups")
+    windows = _level_windows(conn, start, end)
+    if _edition(conn) == "timescale":
+        return [_refresh_window(conn, window) for window in windows]
     with conn.transaction():
-        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,)).fetchone()
-        if locked != (True,):
-            return None
-        for level in LEVELS:
-            horizon = retention.horizon(level)
-            if horizon is None:
-                continue
-            names = conn.execute(
-                "SELECT drop_chunks(%s::regclass, older_than => now() - %s::interval)",
-                (RELATIONS[level], horizon),
-            ).fetchall()
-            dropped.append(ChunksDropped(level, horizon, [str(name) for (name,) in names]))
-    return dropped
+        return [_recompute_window(conn, window, camera_id) for window in windows]
+
+
+def erase_frames(
+    conn: psycopg.Connection[Any], camera_id: str, start: datetime, end: datetime
+) -> Erasure:
+    """Delete the frames of ``camera_id`` captured in ``[start, end)`` and
+    leave every rollup level consistent with what is left: a privacy request.
+
+    Buckets that overlap the range are recomputed from the level below;
+    where the level below has already dropped its data (older than its
+    retention), that camera's buckets overlapping the range are deleted,
+    since they can no longer be recomputed without the erased frames.
+
+    Apache edition: one transaction. Community edition: the deletion
+    commits first, then the continuous aggregates are refreshed over the
+    range (a refresh cannot share a transaction); if that fails, run it
+    again, erasing is idempotent. Compressed chunks are handled by the
+    server. Needs the owner role (`DatabaseError` otherwise) and an
+    autocommit connection; raises `ValidationError` for naive or reversed
+    times or a bad camera id.
+    """
+    _check_range(start, end)
+    _check_camera_id(camera_id)
+    _require_autocommit(conn, "erase_frames")
+    community = _edition(conn) == "timescale"
+    windows = _level_windows(conn, start, end)
+    try:
+        with conn.transaction():
+            cursor = conn.execute(
+                "DELETE FROM frame_metadata"
+                " WHERE camera_id = %s AND captured_at >= %s AND captured_at < %s",
+                (camera_id, start, end),
+            )
+            frames = cursor.rowcount
+            levels: list[LevelRebuilt] = []
+            for window in windows:
+                forgotten = _forget(conn, window, camera_id, community)
+                result = (
+                    window.result(None) if community else _recompute_window(conn, window, camera_id)
+                )
+                levels.append(attrs.evolve(result, forgotten=forgotten))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        error = DatabaseError(f"erasing frames needs the framemeta_owner role: {exc}", exc.sqlstate)
+        raise error from exc
+    if community:
+        levels = [
+            attrs.evolve(_refresh_window(conn, window), forgotten=result.forgotten)
+            for window, result in zip(windows, levels, strict=True)
+        ]
+    return Erasure(camera_id, start, end, frames, levels)
 
 
 def show_horizon(horizon: timedelta | None) -> str:
@@ -206,3 +384,166 @@ def show_horizon(horizon: timedelta | None) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+# -- ranges of buckets --------------------------------------------------------
+
+
+@attrs.frozen
+class _Window:
+    """The buckets of one level that overlap a range: ``[start, end)``, of
+    which ``[kept_from, end)`` can be recomputed from the level below."""
+
+    level: str
+    start: datetime
+    end: datetime
+    kept_from: datetime
+
+    def result(self, rows: int | None) -> LevelRebuilt:
+        recomputed = self.kept_from if self.kept_from < self.end else None
+        return LevelRebuilt(self.level, self.start, self.end, recomputed, rows)
+
+
+def _align(moment: datetime, width: timedelta, *, up: bool = False) -> datetime:
+    """The start of the bucket holding ``moment`` (or the next bucket
+    boundary at or after it, with ``up``); buckets are aligned to the epoch
+    in UTC, as time_bucket aligns widths that divide a day."""
+    floor = _EPOCH + (moment - _EPOCH) // width * width
+    return floor + width if up and floor < moment else floor
+
+
+def _level_windows(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> list[_Window]:
+    windows = []
+    for finer, level in itertools.pairwise(LEVELS):
+        width = BUCKET_WIDTHS[level]
+        first, last = _align(start, width), _align(end, width, up=True)
+        kept = _kept_from(conn, finer)
+        kept_from = last if kept is None else min(max(first, _align(kept, width, up=True)), last)
+        windows.append(_Window(level, first, last, kept_from))
+    return windows
+
+
+def _kept_from(conn: psycopg.Connection[Any], level: str) -> datetime | None:
+    """Where a level's stored data begins: the start of its oldest chunk
+    (retention drops whole chunks, oldest first). A rollup with no chunks
+    yet is computed in real time from the level below, so that one's is
+    used; None when nothing is kept at all."""
+    for candidate in reversed(LEVELS[: LEVELS.index(level) + 1]):
+        schema, table = _storage(conn, candidate)
+        row = conn.execute(
+            "SELECT min(range_start) FROM timescaledb_information.chunks"
+            " WHERE hypertable_schema = %s AND hypertable_name = %s",
+            (schema, table),
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            oldest: datetime = row[0]
+            return oldest
+    return None
+
+
+def _storage(conn: psycopg.Connection[Any], level: str) -> tuple[str, str]:
+    """The hypertable holding a level's rows: the relation itself, or a
+    continuous aggregate's materialization hypertable."""
+    row = conn.execute(
+        "SELECT materialization_hypertable_schema, materialization_hypertable_name"
+        "  FROM timescaledb_information.continuous_aggregates"
+        " WHERE view_schema = current_schema() AND view_name = %s",
+        (RELATIONS[level],),
+    ).fetchone()
+    if row is not None:
+        return str(row[0]), str(row[1])
+    schema_row = conn.execute("SELECT current_schema()").fetchone()
+    assert schema_row is not None
+    return str(schema_row[0]), RELATIONS[level]
+
+
+def _recompute_window(
+    conn: psycopg.Connection[Any], window: _Window, camera_id: str | None
+) -> LevelRebuilt:
+    """Apache edition: recompute the window's kept part in the caller's transaction."""
+    if window.kept_from >= window.end:
+        return window.result(0)
+    row = conn.execute(
+        "SELECT framemeta_rebuild_rollup(%s, %s, %s, %s)",
+        (window.level, window.kept_from, window.end, camera_id),
+    ).fetchone()
+    assert row is not None
+    return window.result(int(row[0]))
+
+
+def _refresh_window(conn: psycopg.Connection[Any], window: _Window) -> LevelRebuilt:
+    """Community edition: refresh the window's kept part (all cameras)."""
+    if window.kept_from < window.end:
+        force = ", force => true" if _refresh_can_force(conn) else ""
+        conn.execute(
+            f"CALL refresh_continuous_aggregate(%s::regclass, %s, %s{force})",
+            (RELATIONS[window.level], window.kept_from, window.end),
+        )
+    return window.result(None)
+
+
+def _forget(conn: psycopg.Connection[Any], window: _Window, camera_id: str, community: bool) -> int:
+    """Delete the camera's rows of the window's part that cannot be
+    recomputed any more; returns how many."""
+    if window.start >= window.kept_from:
+        return 0
+    schema, table = _storage(conn, window.level) if community else ("", RELATIONS[window.level])
+    target = sql.Identifier(schema, table) if schema else sql.Identifier(table)
+    cursor = conn.execute(
+        sql.SQL("DELETE FROM {} WHERE camera_id = %s AND bucket >= %s AND bucket < %s").format(
+            target
+        ),
+        (camera_id, window.start, window.kept_from),
+    )
+    return cursor.rowcount
+
+
+def _compress_old_chunks(conn: psycopg.Connection[Any]) -> list[str]:
+    """Community edition: compress the raw chunks older than
+    ``compress_after``, each in its own transaction; chunks that late
+    frames reached after compression are compressed again."""
+    chunks = conn.execute(
+        "SELECT format('%I.%I', c.chunk_schema, c.chunk_name)"
+        "  FROM timescaledb_information.chunks AS c"
+        " WHERE c.hypertable_schema = current_schema() AND c.hypertable_name = 'frame_metadata'"
+        "   AND c.range_end < now() - (SELECT value::interval FROM framemeta_config"
+        "                               WHERE key = 'compress_after')"
+        "   AND (NOT c.is_compressed OR _timescaledb_functions.chunk_status(format("
+        "        '%I.%I', c.chunk_schema, c.chunk_name)::regclass) & 8 <> 0)"
+        " ORDER BY c.range_start"
+    ).fetchall()
+    compressed = []
+    for (chunk,) in chunks:
+        conn.execute("SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (chunk,))
+        compressed.append(str(chunk))
+    return compressed
+
+
+def _refresh_can_force(conn: psycopg.Connection[Any]) -> bool:
+    """refresh_continuous_aggregate takes ``force`` from TimescaleDB 2.17 on."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_proc WHERE proname = 'refresh_continuous_aggregate'"
+        "               AND 'force' = ANY(proargnames))"
+    ).fetchone()
+    return row == (True,)
+
+
+def _edition(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT framemeta_edition()").fetchone()
+    return str(row[0]) if row else "apache"
+
+
+def _check_range(start: datetime, end: datetime) -> None:
+    for name, moment in (("start", start), ("end", end)):
+        if not isinstance(moment, datetime) or moment.tzinfo is None:
+            raise ValidationError(name, moment, "must be a timezone-aware datetime")
+    if start >= end:
+        raise ValidationError("end", end, f"must be after start ({start.isoformat()})")
+
+
+def _require_autocommit(conn: psycopg.Connection[Any], what: str) -> None:
+    if not conn.autocommit:
+        raise ConfigurationError(
+            f"{what} needs a connection in autocommit mode "
+            "(psycopg.connect(..., autocommit=True)): it manages its own transactions"
+        )

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -63,6 +64,8 @@ def template_db(admin_dsn: str) -> Iterator[str]:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
         migrate(make_conninfo(admin_dsn, dbname=name))
+        with psycopg.connect(make_conninfo(admin_dsn, dbname=name), autocommit=True) as db:
+            pause_policies(db)
         # TimescaleDB's scheduler keeps a connection to every database with
         # the extension; a template must have none, so keep it out for good.
         conn.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")
@@ -73,6 +76,17 @@ def template_db(admin_dsn: str) -> Iterator[str]:
     yield name
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def pause_policies(conn: psycopg.Connection[Any]) -> None:
+    """Community edition: unschedule framemeta's policies, so that a test
+    sees only what it does itself (tests of the policies schedule them
+    again). Apache edition: there are none."""
+    if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
+        conn.execute(
+            "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
+            " WHERE hypertable_name IS NOT NULL"
+        )
 
 
 @contextlib.contextmanager

@@ -1,0 +1,155 @@
+"""Community edition only: the policies run, retention policies follow the
+stored horizons, old raw chunks compress at least tenfold, and late frames
+still land in compressed chunks exactly once. Skipped, with the reason, on
+the Apache edition (the embedded default); point FRAMEMETA_TEST_DSN at a
+community-edition server to run them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from benchmarks.frames import synthetic_frames
+from framemeta import MetadataWriter, migrate
+from framemeta.maintenance import erase_frames, maintain, set_retention
+from tests.frames import refresh_rollups
+from tests.rollup_checks import assert_rollups_consistent
+
+# A whole raw chunk, ended more than compress_after (1 day) ago.
+DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+
+
+@pytest.fixture
+def conn(db_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(db_dsn, autocommit=True) as connection:
+        edition = connection.execute("SELECT framemeta_edition()").fetchone()
+        if edition != ("timescale",):
+            pytest.skip(
+                "community edition only (continuous aggregates, policies, compression); "
+                "this server is the Apache edition"
+            )
+        yield connection
+
+
+def _framemeta_jobs(conn: psycopg.Connection[Any]) -> dict[int, str]:
+    return dict(
+        conn.execute(
+            "SELECT job_id, proc_name FROM timescaledb_information.jobs"
+            " WHERE hypertable_name IS NOT NULL"
+        ).fetchall()
+    )
+
+
+def _write(dsn: str, rows: int, end: datetime) -> None:
+    records = synthetic_frames(rows, end=end)
+    with MetadataWriter(dsn, max_age=None) as writer:
+        writer.write_many(records)
+
+
+def test_policies_run_as_the_owner_role_and_succeed(
+    conn: psycopg.Connection[Any], fresh_database: str
+) -> None:
+    # A database migrated here, not cloned: creating the extension is what
+    # starts the server's job scheduler for it.
+    migrate(fresh_database)
+    conn = psycopg.connect(fresh_database, autocommit=True)
+    jobs = _framemeta_jobs(conn)
+    assert sorted(jobs.values()) == sorted(
+        ["policy_refresh_continuous_aggregate"] * 3
+        + ["policy_compression"]
+        + ["policy_retention"] * 3
+    )
+    deadline = time.monotonic() + 60
+    statuses: dict[int, tuple[str | None, int | None]] = {}
+    while time.monotonic() < deadline:
+        statuses = {
+            job_id: (status, runs)
+            for job_id, status, runs in conn.execute(
+                "SELECT job_id, last_run_status, total_runs FROM timescaledb_information.job_stats"
+                " WHERE job_id = ANY(%s)",
+                (list(jobs),),
+            )
+        }
+        if len(statuses) == len(jobs) and all(runs for _, runs in statuses.values()):
+            break
+        time.sleep(0.5)
+    conn.close()
+    assert statuses == dict.fromkeys(jobs, ("Success", 1))
+
+
+def test_retention_policies_follow_the_stored_horizons(conn: psycopg.Connection[Any]) -> None:
+    set_retention(conn, raw="14d", **{"1d": "5000d"})
+
+    policies = dict(
+        conn.execute(
+            "SELECT hypertable_name, (config ->> 'drop_after')::interval"
+            "  FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
+        ).fetchall()
+    )
+    assert policies == {
+        "frame_metadata": timedelta(days=14),
+        "frame_stats_1m": timedelta(days=30),
+        "frame_stats_1h": timedelta(days=365),
+        "frame_stats_1d": timedelta(days=5000),
+    }
+
+
+def test_old_raw_chunks_compress_at_least_tenfold(conn: psycopg.Connection[Any]) -> None:
+    # Six hours of 12 cameras at 1 frame/s inside one day's chunk.
+    _write(conn.info.dsn, 12 * 6 * 3600, end=DAY + timedelta(hours=12))
+    conn.execute("ANALYZE frame_metadata")
+
+    report = maintain(conn)
+
+    assert len(report.compressed) == 1
+    row = conn.execute(
+        "SELECT before_compression_total_bytes, after_compression_total_bytes"
+        "  FROM hypertable_compression_stats('frame_metadata')"
+    ).fetchone()
+    assert row is not None
+    before, after = row
+    assert before / after >= 10, f"compressed {before / after:.1f}x"
+    assert maintain(conn).compressed == []  # idempotent
+
+
+def test_late_frames_land_in_a_compressed_chunk_exactly_once(
+    conn: psycopg.Connection[Any],
+) -> None:
+    dsn = conn.info.dsn
+    _write(dsn, 12 * 600, end=DAY + timedelta(hours=12))
+    maintain(conn)
+    late = synthetic_frames(12 * 60, end=DAY + timedelta(hours=11, minutes=30))
+
+    # The fast path (COPY) first, then a replay of the same frames, which
+    # the writer resolves with its idempotent path.
+    with MetadataWriter(dsn, max_age=None) as writer:
+        writer.write_many(late)
+    with MetadataWriter(dsn, max_age=None) as writer:
+        writer.write_many(late)
+        writer.flush()
+        assert writer.stats().committed == len(late)
+
+    count = conn.execute(
+        "SELECT count(*), count(DISTINCT (camera_id, captured_at, frame_number))"
+        "  FROM frame_metadata"
+    ).fetchone()
+    assert count == (12 * 660, 12 * 660)
+    assert maintain(conn).compressed  # the chunk is compressed again
+    refresh_rollups(dsn)
+    assert_rollups_consistent(conn)
+
+
+def test_erase_reaches_into_compressed_chunks(conn: psycopg.Connection[Any]) -> None:
+    _write(conn.info.dsn, 12 * 600, end=DAY + timedelta(hours=12))
+    maintain(conn)
+    start = DAY + timedelta(hours=11, minutes=52)
+
+    erasure = erase_frames(conn, "cam-03", start, start + timedelta(minutes=5))
+
+    assert erasure.frames == 300
+    assert_rollups_consistent(conn)

@@ -1,0 +1,79 @@
+"""Checks that the rollups agree with raw frames: every level equals a
+recomputation from raw, and each coarser level the composition of the finer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from tests.frames import refresh_rollups
+
+LEVELS = {"frame_stats_1m": "1 minute", "frame_stats_1h": "1 hour", "frame_stats_1d": "1 day"}
+
+_FROM_RAW = """
+    WITH labels AS (
+        SELECT camera_id, bucket, jsonb_object_agg(label, n) AS by_label
+        FROM (
+            SELECT camera_id, time_bucket(%(width)s::interval, captured_at) AS bucket,
+                   label, count(*) AS n
+            FROM frame_metadata, unnest(detection_labels) AS label
+            GROUP BY 1, 2, 3
+        ) AS per_label
+        GROUP BY 1, 2
+    ), totals AS (
+        SELECT camera_id, time_bucket(%(width)s::interval, captured_at) AS bucket,
+               count(*), min(captured_at), max(captured_at), min(frame_number),
+               max(frame_number), count(motion_score),
+               round(coalesce(sum(motion_score::float8), 0)::numeric, 6),
+               min(motion_score), max(motion_score),
+               count(*) FILTER (WHERE motion_score >= 0.5), count(brightness),
+               round(coalesce(sum(brightness::float8), 0)::numeric, 6),
+               min(brightness), max(brightness), sum(detection_count)
+        FROM frame_metadata
+        GROUP BY 1, 2
+    )
+    SELECT totals.*, coalesce(labels.by_label, '{}')
+    FROM totals LEFT JOIN labels USING (camera_id, bucket)
+    ORDER BY 1, 2
+"""
+
+_STORED = """
+    SELECT camera_id, bucket, frames, first_captured_at, last_captured_at,
+           first_frame_number, last_frame_number, motion_frames, round(motion_sum::numeric, 6),
+           motion_min, motion_max, motion_events, brightness_frames,
+           round(brightness_sum::numeric, 6), brightness_min, brightness_max, detections,
+           detections_by_label
+    FROM {relation} ORDER BY 1, 2
+"""
+
+_COMPOSED = """
+    SELECT camera_id, time_bucket(%(width)s::interval, bucket), sum(frames)::bigint,
+           min(first_captured_at), max(last_captured_at), min(first_frame_number),
+           max(last_frame_number), sum(motion_frames)::bigint, round(sum(motion_sum)::numeric, 6),
+           min(motion_min), max(motion_max), sum(motion_events)::bigint,
+           sum(brightness_frames)::bigint, round(sum(brightness_sum)::numeric, 6),
+           min(brightness_min), max(brightness_max), sum(detections)::bigint,
+           framemeta_sum_counts(detections_by_label)
+    FROM {relation} GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+def _rows(conn: psycopg.Connection[Any], sql: str, width: str | None = None) -> list[Any]:
+    return conn.execute(sql, {"width": width} if width else None).fetchall()
+
+
+def assert_rollups_consistent(conn: psycopg.Connection[Any]) -> None:
+    conn.commit()
+    refresh_rollups(conn.info.dsn)
+    for relation, width in LEVELS.items():
+        stored = _rows(conn, _STORED.format(relation=relation))
+        assert stored == _rows(conn, _FROM_RAW, width), f"{relation} differs from raw"
+    for finer, coarser in (
+        ("frame_stats_1m", "frame_stats_1h"),
+        ("frame_stats_1h", "frame_stats_1d"),
+    ):
+        composed = _rows(conn, _COMPOSED.format(relation=finer), LEVELS[coarser])
+        assert _rows(conn, _STORED.format(relation=coarser)) == composed, (
+            f"{coarser} differs from the composition of {finer}"
+        )
