@@ -6,15 +6,26 @@ share; `collect` gathers what ``framemeta status`` prints.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 import psycopg
+from psycopg import sql
 
+from framemeta import maintenance
 from framemeta.errors import DatabaseError
 
-__all__ = ["ChunkSummary", "DatabaseStatus", "check_timescaledb", "collect", "format_table"]
+__all__ = [
+    "ChunkSummary",
+    "DatabaseStatus",
+    "JobStatus",
+    "MaintenanceRun",
+    "RollupStatus",
+    "check_timescaledb",
+    "collect",
+    "format_table",
+]
 
 # Below this raw size `status` counts rows exactly when statistics are missing.
 _EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
@@ -59,6 +70,46 @@ class ChunkSummary:
 
 
 @attrs.frozen
+class RollupStatus:
+    """One rollup level: its rows (estimated from statistics, exact when
+    small), its newest bucket, and how far its materialised data lags the
+    newest raw frame (0 on the Apache edition, whose trigger keeps it in the
+    insert's transaction; on the community edition readers still see the
+    lagging part, computed in real time)."""
+
+    level: str
+    rows_estimate: int | None
+    newest_bucket: datetime | None
+    lag_seconds: float | None
+    retention: str
+
+
+@attrs.frozen
+class JobStatus:
+    """A community-edition policy (refresh, compression, retention) and its last run."""
+
+    job_id: int
+    name: str
+    relation: str | None
+    schedule_interval_seconds: float
+    scheduled: bool
+    last_run_started_at: datetime | None
+    last_run_status: str | None
+    next_start: datetime | None
+    total_failures: int
+    last_error: str | None
+
+
+@attrs.frozen
+class MaintenanceRun:
+    """The last retention run (``framemeta maintain``, a writer or pg_cron)."""
+
+    finished_at: datetime
+    runner: str
+    dropped_chunks: int
+
+
+@attrs.frozen
 class DatabaseStatus:
     """What ``framemeta status`` reports about one database."""
 
@@ -70,6 +121,14 @@ class DatabaseStatus:
     raw_rows_estimate: int | None
     chunks: ChunkSummary | None
     database_bytes: int
+    newest_frame: datetime | None = None
+    compressed_bytes: tuple[int, int] | None = None
+    """Bytes of the compressed raw chunks before and after compression."""
+    rollups: list[RollupStatus] = attrs.Factory(list)
+    jobs: list[JobStatus] = attrs.Factory(list)
+    last_maintenance: MaintenanceRun | None = None
+    raw_retention: str | None = None
+    """How long raw frames are kept (``7d``, ``never dropped``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for ``--json``."""
@@ -130,7 +189,7 @@ def collect(conn: psycopg.Connection[Any]) -> DatabaseStatus:
             rows_estimate = int(count_row[0]) if count_row else 0
         elif rows_estimate == 0:
             rows_estimate = None  # large and not analysed yet: unknown, not zero
-    return DatabaseStatus(
+    status = DatabaseStatus(
         database=database,
         postgresql_version=pg_version,
         timescaledb_version=ts_version,
@@ -140,6 +199,159 @@ def collect(conn: psycopg.Connection[Any]) -> DatabaseStatus:
         chunks=chunks,
         database_bytes=db_bytes,
     )
+    if not has_raw:
+        return status
+    newest_frame = _newest(conn, "public", "frame_metadata", "captured_at")
+    extras: dict[str, Any] = {"newest_frame": newest_frame}
+    if _exists(conn, "framemeta_maintenance_runs"):
+        retention = maintenance.get_retention(conn)
+        extras["raw_retention"] = maintenance.show_horizon(retention.raw)
+        extras["rollups"] = _rollups(conn, newest_frame)
+        extras["last_maintenance"] = _last_maintenance(conn)
+    if edition == "timescale":
+        extras["compressed_bytes"] = _compressed_bytes(conn)
+        extras["jobs"] = _jobs(conn)
+    return attrs.evolve(status, **extras)
+
+
+def _exists(conn: psycopg.Connection[Any], relation: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
+    return row == (True,)
+
+
+def _newest(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> datetime | None:
+    """The newest ``column`` of a hypertable keyed by (camera_id, column):
+    one index probe per camera in its newest chunk (a skip scan), not a
+    scan of the chunk."""
+    row = conn.execute(
+        "SELECT max(range_start) FROM timescaledb_information.chunks"
+        " WHERE hypertable_schema = %s AND hypertable_name = %s",
+        (schema, table),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    query = sql.SQL(
+        """
+        WITH RECURSIVE cameras AS (
+            (SELECT camera_id FROM {table} WHERE {column} >= %(since)s
+             ORDER BY camera_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT t.camera_id FROM {table} AS t
+                    WHERE t.camera_id > cameras.camera_id AND t.{column} >= %(since)s
+                    ORDER BY t.camera_id LIMIT 1)
+            FROM cameras WHERE cameras.camera_id IS NOT NULL
+        )
+        SELECT max((SELECT max(t.{column}) FROM {table} AS t
+                    WHERE t.camera_id = cameras.camera_id AND t.{column} >= %(since)s))
+        FROM cameras WHERE cameras.camera_id IS NOT NULL
+        """
+    ).format(table=sql.Identifier(schema, table), column=sql.Identifier(column))
+    newest = conn.execute(query, {"since": row[0]}).fetchone()
+    return newest[0] if newest else None
+
+
+def _rollups(conn: psycopg.Connection[Any], newest_frame: datetime | None) -> list[RollupStatus]:
+    retention = maintenance.get_retention(conn)
+    watermarks: dict[str, datetime] = {}
+    if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
+        # How far each continuous aggregate is materialised (never refreshed:
+        # the lowest time there is, shown as no bucket).
+        watermarks = dict(
+            conn.execute(
+                "SELECT user_view_name, nullif(greatest(watermark, '1970-01-01'), '1970-01-01')"
+                "  FROM (SELECT c.user_view_name, _timescaledb_functions.to_timestamp("
+                "                 _timescaledb_functions.cagg_watermark(c.mat_hypertable_id))"
+                "                 AS watermark"
+                "          FROM _timescaledb_catalog.continuous_agg AS c"
+                "         WHERE c.user_view_schema = current_schema()) AS w"
+            ).fetchall()
+        )
+    levels = []
+    for level in maintenance.LEVELS[1:]:
+        relation = maintenance.RELATIONS[level]
+        width = maintenance.BUCKET_WIDTHS[level]
+        schema, table = maintenance._storage(conn, level)
+        if relation in watermarks:
+            # Materialised up to the watermark; newer buckets are computed
+            # from the level below when read.
+            watermark: datetime | None = watermarks[relation]
+            newest = watermark - width if watermark is not None else None
+        else:
+            newest = _newest(conn, schema, table, "bucket")
+            watermark = newest + width if newest is not None else None
+        lag = None
+        if newest_frame is not None and watermark is not None:
+            lag = max(0.0, (newest_frame - watermark).total_seconds())
+        levels.append(
+            RollupStatus(
+                level=level,
+                rows_estimate=_row_estimate(conn, schema, table),
+                newest_bucket=newest,
+                lag_seconds=lag,
+                retention=maintenance.show_horizon(retention.horizon(level)),
+            )
+        )
+    return levels
+
+
+def _row_estimate(conn: psycopg.Connection[Any], schema: str, table: str) -> int | None:
+    name = sql.Identifier(schema, table).as_string(conn)
+    row = conn.execute(
+        "SELECT approximate_row_count(%s::regclass), hypertable_size(%s::regclass)",
+        (name, name),
+    ).fetchone()
+    estimate, size = row if row else (0, 0)
+    if estimate:
+        return int(estimate)
+    if (size or 0) < _EXACT_COUNT_MAX_BYTES:
+        count = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+        ).fetchone()
+        return int(count[0]) if count else 0
+    return None
+
+
+def _last_maintenance(conn: psycopg.Connection[Any]) -> MaintenanceRun | None:
+    row = conn.execute(
+        "SELECT finished_at, runner,"
+        "       (SELECT coalesce(sum(jsonb_array_length(item -> 'chunks')), 0)"
+        "          FROM jsonb_array_elements(dropped) AS item)::int"
+        "  FROM framemeta_maintenance_runs ORDER BY finished_at DESC LIMIT 1"
+    ).fetchone()
+    return MaintenanceRun(*row) if row else None
+
+
+def _compressed_bytes(conn: psycopg.Connection[Any]) -> tuple[int, int] | None:
+    row = conn.execute(
+        "SELECT sum(before_compression_total_bytes)::bigint,"
+        "       sum(after_compression_total_bytes)::bigint"
+        "  FROM hypertable_compression_stats('frame_metadata')"
+    ).fetchone()
+    if row is None or not row[0]:
+        return None
+    return int(row[0]), int(row[1])
+
+
+def _jobs(conn: psycopg.Connection[Any]) -> list[JobStatus]:
+    """framemeta's policies: the jobs on its hypertables and continuous aggregates."""
+    try:
+        rows = conn.execute(
+            """
+            SELECT j.job_id, j.application_name, j.hypertable_name,
+                   extract(epoch FROM j.schedule_interval)::float8, j.scheduled,
+                   s.last_run_started_at, s.last_run_status, s.next_start,
+                   coalesce(s.total_failures, 0),
+                   (SELECT e.err_message FROM timescaledb_information.job_errors AS e
+                     WHERE e.job_id = j.job_id ORDER BY e.finish_time DESC LIMIT 1)
+              FROM timescaledb_information.jobs AS j
+              LEFT JOIN timescaledb_information.job_stats AS s USING (job_id)
+             WHERE j.hypertable_name IS NOT NULL
+             ORDER BY j.job_id
+            """
+        ).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        return []
+    return [JobStatus(*row) for row in rows]
 
 
 def format_table(status: DatabaseStatus) -> str:
@@ -170,8 +382,66 @@ def format_table(status: DatabaseStatus) -> str:
             ("raw time range", covered),
             ("raw size", _bytes(chunks.total_bytes)),
         ]
+    if status.compressed_bytes is not None:
+        before, after = status.compressed_bytes
+        rows.append(
+            ("compression", f"{_bytes(before)} -> {_bytes(after)} ({before / max(after, 1):.1f}x)")
+        )
+    elif status.edition == "apache" and status.chunks is not None:
+        rows.append(("compression", "not available on the Apache edition"))
+    if status.chunks is not None:
+        rows.append(("newest frame", _moment(status.newest_frame)))
+    for rollup in status.rollups:
+        rows_text = "unknown" if rollup.rows_estimate is None else f"{rollup.rows_estimate:,}"
+        lag = "-" if rollup.lag_seconds is None else _duration(rollup.lag_seconds)
+        rows.append(
+            (
+                f"rollup {rollup.level}",
+                f"{rows_text} rows, newest bucket {_moment(rollup.newest_bucket)}, "
+                f"lag {lag}, kept {rollup.retention}",
+            )
+        )
+    if status.rollups:
+        rows.append(("raw retention", status.raw_retention or "-"))
+    for job in status.jobs:
+        state = job.last_run_status or "not run yet"
+        when = _moment(job.last_run_started_at) if job.last_run_started_at else "-"
+        text = (
+            f"{job.name} on {job.relation}, every {_duration(job.schedule_interval_seconds)}: "
+            f"last {state} at {when}, {job.total_failures} failure(s)"
+        )
+        if not job.scheduled:
+            text += ", paused"
+        if job.last_error and job.last_run_status == "Failed":
+            text += f", error: {job.last_error}"
+        rows.append((f"job {job.job_id}", text))
+    if status.rollups:
+        run = status.last_maintenance
+        if run is not None:
+            text = (
+                f"{_moment(run.finished_at)} by {run.runner}, dropped {run.dropped_chunks} chunk(s)"
+            )
+        elif status.edition == "timescale":
+            text = "never (the retention policies above do it)"
+        else:
+            text = (
+                "never: schedule `framemeta maintain` (cron, a timer), set a writer's "
+                "maintenance_interval, or use pg_cron"
+            )
+        rows.append(("last maintain", text))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _moment(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g}{unit}"
+    return f"{seconds:.3g}s"
 
 
 def _edition_text(edition: str | None) -> str:

@@ -1,4 +1,4 @@
-"""The ``framemeta`` command: server, migrate, status, demo.
+"""The ``framemeta`` command: server, migrate, status, maintain, erase, demo.
 
 The only place that configures logging. Errors print as one line on stderr
 (exit 1) without a traceback; ``--debug`` shows the traceback.
@@ -11,11 +11,12 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 
-from framemeta import _dsn, _status, schema
+from framemeta import _dsn, _status, maintenance, schema
 from framemeta.errors import ConfigurationError, FramemetaError
 
 __all__ = ["main"]
@@ -90,7 +91,12 @@ def _build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=_status_command)
 
     maintain = commands.add_parser(
-        "maintain", help="apply retention (drop old chunks); run it from cron or a timer"
+        "maintain",
+        help="apply retention, refresh rollups, compress (community); for cron or a timer",
+        description="Apply retention (drop old chunks at every level); on the community "
+        "edition also refresh the rollups (catching frames backfilled past the policies' "
+        "windows) and compress raw chunks older than a day. Idempotent; exits non-zero on "
+        "failure.",
     )
     maintain.add_argument("--dsn", default=None, help=dsn_help)
     maintain.add_argument(
@@ -100,7 +106,33 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[],
         help="change a level's retention first, e.g. raw=14d, 1m=60d, 1d=never (repeatable)",
     )
+    maintain.add_argument(
+        "--rebuild-rollups",
+        action="store_true",
+        help="also recompute the rollups of --start..--end from raw frames (repair)",
+    )
+    maintain.add_argument("--start", type=_moment, help="ISO 8601 time with a zone (rebuild)")
+    maintain.add_argument("--end", type=_moment, help="ISO 8601 time with a zone (rebuild)")
+    maintain.add_argument("--camera", default=None, help="rebuild one camera only (Apache edition)")
     maintain.set_defaults(handler=_maintain)
+
+    erase = commands.add_parser(
+        "erase",
+        help="delete one camera's frames in a time range; rollups follow (owner role)",
+        description="Delete the frames of CAMERA captured in [START, END) and make every "
+        "rollup level consistent with what is left. Where raw frames are already past "
+        "retention, that camera's rollup buckets overlapping the range are deleted.",
+    )
+    erase.add_argument("--dsn", default=None, help=dsn_help)
+    erase.add_argument("--camera", required=True, help="the camera_id")
+    erase.add_argument("--start", required=True, type=_moment, help="ISO 8601 time with a zone")
+    erase.add_argument(
+        "--end", required=True, type=_moment, help="ISO 8601 time with a zone (exclusive)"
+    )
+    erase.add_argument(
+        "--dry-run", action="store_true", help="count the frames that would go; change nothing"
+    )
+    erase.set_defaults(handler=_erase)
 
     demo = commands.add_parser(
         "demo", help="start the embedded server, migrate, write sample frames, show status"
@@ -216,31 +248,95 @@ def _status_command(args: argparse.Namespace) -> int:
 
 
 def _maintain(args: argparse.Namespace) -> int:
-    from framemeta import maintenance
-
     changes: dict[str, str] = {}
     for item in args.set_retention:
         level, sep, age = item.partition("=")
         if not sep:
             raise ConfigurationError(f"--set-retention {item!r}: expected LEVEL=AGE, e.g. raw=14d")
         changes[level.strip()] = age
-    with _dsn.connect(args.dsn, autocommit=True) as conn:
+    if args.rebuild_rollups and (args.start is None or args.end is None):
+        raise ConfigurationError("--rebuild-rollups needs --start and --end")
+    if not args.rebuild_rollups and (args.start or args.end or args.camera):
+        raise ConfigurationError("--start, --end and --camera go with --rebuild-rollups")
+    with _dsn.connect(args.dsn, autocommit=True, application_name="framemeta-maintain") as conn:
         if changes:
             retention = maintenance.set_retention(conn, **changes)
             _say("retention: " + ", ".join(
                 f"{level} {maintenance.show_horizon(retention.horizon(level))}"
                 for level in maintenance.LEVELS
             ))  # fmt: skip
-        dropped = maintenance.apply_retention(conn)
-    if dropped is None:
-        _say("another process is running maintenance; nothing done")
-        return 0
-    for result in dropped:
+        report = maintenance.maintain(conn)
+        rebuilt = (
+            maintenance.rebuild_rollups(conn, args.start, args.end, camera_id=args.camera)
+            if args.rebuild_rollups
+            else []
+        )
+    if report.dropped is None:
+        _say("retention: another session is applying it now; skipped")
+    for result in report.dropped or []:
         _say(
             f"{result.level}: dropped {len(result.chunks)} chunk(s) older than "
             f"{maintenance.show_horizon(result.horizon)}"
         )
+    if report.refreshed:
+        _say(f"rollups: refreshed {', '.join(report.refreshed)}")
+    else:
+        _say("rollups: current (kept by the insert trigger)")
+    if report.compressed or report.refreshed:
+        _say(f"compression: compressed {len(report.compressed)} chunk(s)")
+    else:
+        _say("compression: not available on the Apache edition")
+    for level in rebuilt:
+        _say(f"rebuild {_level_text(level)}")
     return 0
+
+
+def _erase(args: argparse.Namespace) -> int:
+    with _dsn.connect(args.dsn, autocommit=True, application_name="framemeta-erase") as conn:
+        if args.dry_run:
+            row = conn.execute(
+                "SELECT count(*) FROM frame_metadata"
+                " WHERE camera_id = %s AND captured_at >= %s AND captured_at < %s",
+                (args.camera, args.start, args.end),
+            ).fetchone()
+            _say(f"would erase {row[0] if row else 0:,} frame(s) of {args.camera}; nothing changed")
+            return 0
+        erasure = maintenance.erase_frames(conn, args.camera, args.start, args.end)
+    _say(
+        f"erased {erasure.frames:,} frame(s) of {erasure.camera_id} "
+        f"from {erasure.start.isoformat()} to {erasure.end.isoformat()}"
+    )
+    for level in erasure.levels:
+        _say(f"rollup {_level_text(level)}")
+    return 0
+
+
+def _level_text(level: maintenance.LevelRebuilt) -> str:
+    span = f"{level.start:%Y-%m-%d %H:%M}..{level.end:%Y-%m-%d %H:%M} UTC"
+    if level.recomputed_from is None:
+        done = "nothing recomputed (the level below no longer keeps this range)"
+    elif level.rows is None:
+        done = f"refreshed from {level.recomputed_from:%Y-%m-%d %H:%M}"
+    else:
+        done = f"recomputed from {level.recomputed_from:%Y-%m-%d %H:%M}, {level.rows:,} row(s)"
+    if level.forgotten:
+        done += f"; {level.forgotten:,} bucket(s) past retention deleted"
+    return f"{level.level} {span}: {done}"
+
+
+def _moment(text: str) -> datetime:
+    """An argparse type: ISO 8601 with a zone (``2026-11-25T10:00:00Z``)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-25T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no time zone; add one, e.g. {text}Z or {text}+01:00"
+        )
+    return moment
 
 
 # -- demo ---------------------------------------------------------------------

@@ -96,6 +96,13 @@ class WriterOptions:
     """A frame older than this many seconds is refused by `write` (default
     7 days, the raw retention): it would land in a chunk retention drops.
     None accepts any age."""
+    maintenance_interval: float | None = attrs.field(default=None, validator=_optional_seconds)
+    """Seconds between retention runs from this process (drop_chunks by the
+    horizons stored in the database), on a thread and short-lived connection
+    of its own. None (default): leave retention to ``framemeta maintain``
+    (cron or a timer), pg_cron, or the community edition's policies. Safe in
+    many processes at once: an advisory lock lets one run at a time. The
+    writer role may run it; it applies the stored horizons and nothing else."""
     application_name: str = attrs.field(default="framemeta-writer")
     """``application_name`` of the writer's connections, as seen in pg_stat_activity."""
     connect_timeout: float = attrs.field(default=10.0, validator=_positive_seconds)

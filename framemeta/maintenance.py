@@ -8,7 +8,10 @@ erasure of a range (`rebuild_rollups`, `erase_frames`).
 from __future__ import annotations
 
 import itertools
+import logging
+import random
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -16,6 +19,7 @@ import attrs
 import psycopg
 from psycopg import sql
 
+from framemeta import _dsn
 from framemeta.errors import ConfigurationError, DatabaseError, ValidationError
 from framemeta.records import _check_camera_id
 
@@ -26,6 +30,7 @@ __all__ = [
     "LevelRebuilt",
     "MaintenanceReport",
     "Retention",
+    "RetentionThread",
     "apply_retention",
     "erase_frames",
     "get_retention",
@@ -67,6 +72,11 @@ BUCKET_WIDTHS: Final = {
 }
 """The bucket width of each rollup level."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# A process's first retention run waits a random part of this (or of the
+# interval, if shorter), so that a fleet started together does not line up.
+_FIRST_RUN_SPREAD_S: Final = 60.0
+
+logger = logging.getLogger(__name__)
 _UNITS: Final = {
     "s": 1,
     "sec": 1,
@@ -206,7 +216,7 @@ class MaintenanceReport:
     """Chunks dropped per level; None when another session held the
     maintenance lock (it was doing the same work, so nothing was done)."""
     refreshed: list[str]
-    """Rollup levels refreshed over their policy window (community edition;
+    """Rollup levels refreshed (community edition;
     empty on the Apache edition, whose trigger keeps them current)."""
     compressed: list[str]
     """Raw chunks compressed (community edition; empty on the Apache edition,
@@ -269,8 +279,10 @@ def apply_retention(conn: psycopg.Connection[Any]) -> list[ChunksDropped] | None
 
 def maintain(conn: psycopg.Connection[Any]) -> MaintenanceReport:
     """Everything the lifecycle needs now, idempotent: apply retention; on
-    the community edition also refresh each rollup over its policy window
-    and compress the raw chunks older than ``compress_after``.
+    the community edition also refresh each rollup over everything the level
+    below keeps (only changed buckets are recomputed, so frames backfilled
+    past the policies' windows are caught too) and compress the raw chunks
+    older than ``compress_after``.
 
     ``conn`` must be in autocommit mode (a refresh cannot run inside a
     transaction block) and have the owner role. The community edition's
@@ -282,13 +294,18 @@ def maintain(conn: psycopg.Connection[Any]) -> MaintenanceReport:
     compressed: list[str] = []
     if _edition(conn) == "timescale":
         now = datetime.now(UTC)
-        for level in LEVELS[1:]:
+        for source, level in itertools.pairwise(LEVELS):
+            # Everything the level below still keeps, not only the policy's
+            # window: a refresh materialises only what changed, so this is
+            # cheap, and it catches frames backfilled days late.
+            kept = _kept_from(conn, source)
             width = BUCKET_WIDTHS[level]
-            start = _align(now - REFRESH_WINDOWS[level], width)
             end = _align(now - _REFRESH_END_OFFSETS[level], width)
+            if kept is None or _align(kept, width, up=True) >= end:
+                continue
             conn.execute(
                 "CALL refresh_continuous_aggregate(%s::regclass, %s, %s)",
-                (RELATIONS[level], start, end),
+                (RELATIONS[level], _align(kept, width, up=True), end),
             )
             refreshed.append(level)
         compressed = _compress_old_chunks(conn)
@@ -386,6 +403,89 @@ def show_horizon(horizon: timedelta | None) -> str:
     return f"{seconds}s"
 
 
+class RetentionThread:
+    """Applies retention every ``interval`` seconds from a daemon thread, on
+    a short-lived connection of its own: the opt-in maintenance of a
+    `MetadataWriter` (``maintenance_interval``).
+
+    Many processes may run one: the advisory lock in
+    ``framemeta_apply_retention()`` lets one work while the others skip.
+    Failures are logged and counted, never raised: retention can wait for
+    the next run, frames cannot.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        interval: float,
+        *,
+        name: str,
+        application_name: str = "framemeta-retention",
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._conninfo = conninfo
+        self._application_name = application_name
+        self._interval = interval
+        self._connect_timeout = connect_timeout
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.runs = 0
+        """Runs that completed (including those that found the lock taken)."""
+        self.errors = 0
+        """Runs that failed."""
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> RetentionThread:
+        """Start the thread; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop and wait at most ``timeout`` seconds (a run
+        in progress is not interrupted; the thread is a daemon)."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        # Jitter, not secrecy.
+        delay = random.uniform(0, min(self._interval, _FIRST_RUN_SPREAD_S))  # noqa: S311
+        while not self._stop.wait(delay):
+            self.run_once()
+            delay = self._interval
+
+    def run_once(self) -> list[ChunksDropped] | None:
+        """One run now; returns what was dropped (None: skipped or failed)."""
+        try:
+            with _dsn.connect(
+                self._conninfo,
+                autocommit=True,
+                application_name=self._application_name,
+                connect_timeout=max(2, int(self._connect_timeout)),
+            ) as conn:
+                dropped = apply_retention(conn)
+        except (psycopg.Error, DatabaseError) as exc:
+            message = _dsn._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                                  self._conninfo)  # fmt: skip
+            with self._lock:
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {message}"
+            logger.warning("framemeta retention run failed: %s", message)
+            return None
+        with self._lock:
+            self.runs += 1
+        if dropped:
+            total = sum(len(result.chunks) for result in dropped)
+            if total:
+                logger.info(
+                    "framemeta retention dropped %d chunk(s): %s",
+                    total,
+                    ", ".join(f"{result.level} {len(result.chunks)}" for result in dropped),
+                )
+        return dropped
+
+
 # -- ranges of buckets --------------------------------------------------------
 
 
@@ -424,11 +524,12 @@ def _level_windows(conn: psycopg.Connection[Any], start: datetime, end: datetime
 
 
 def _kept_from(conn: psycopg.Connection[Any], level: str) -> datetime | None:
-    """Where a level's stored data begins: the start of its oldest chunk
-    (retention drops whole chunks, oldest first). A rollup with no chunks
-    yet is computed in real time from the level below, so that one's is
-    used; None when nothing is kept at all."""
-    for candidate in reversed(LEVELS[: LEVELS.index(level) + 1]):
+    """Where the data a level can be computed from begins: the start of the
+    oldest chunk of this level or any finer one (retention drops whole
+    chunks, oldest first, and a rollup is computed from the level below
+    where it has not been materialised yet); None when nothing is kept."""
+    oldest: list[datetime] = []
+    for candidate in LEVELS[: LEVELS.index(level) + 1]:
         schema, table = _storage(conn, candidate)
         row = conn.execute(
             "SELECT min(range_start) FROM timescaledb_information.chunks"
@@ -436,9 +537,8 @@ def _kept_from(conn: psycopg.Connection[Any], level: str) -> datetime | None:
             (schema, table),
         ).fetchone()
         if row is not None and row[0] is not None:
-            oldest: datetime = row[0]
-            return oldest
-    return None
+            oldest.append(row[0])
+    return min(oldest, default=None)
 
 
 def _storage(conn: psycopg.Connection[Any], level: str) -> tuple[str, str]:

@@ -39,6 +39,7 @@ from framemeta.errors import (
     FramemetaError,
     ValidationError,
 )
+from framemeta.maintenance import RetentionThread
 from framemeta.records import FrameRecord
 
 __all__ = ["FlushTimeoutError", "MetadataWriter", "QueueFullError", "WriterStats"]
@@ -90,6 +91,10 @@ class WriterStats:
     """Seconds from taking the last batch off the queue to its commit."""
     last_error: str | None
     """The last failure, without any password."""
+    maintenance_runs: int = 0
+    """Retention runs done by this writer (``maintenance_interval``)."""
+    maintenance_errors: int = 0
+    """Retention runs that failed (logged; the writer goes on)."""
 
 
 @attrs.define
@@ -196,6 +201,7 @@ class MetadataWriter:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._helpers: list[threading.Thread] = []
+        self._maintenance: RetentionThread | None = None
         self._local = threading.local()  # each thread's connection
         self._conns: set[psycopg.Connection[Any]] = set()
         self._spool_lock = threading.Lock()
@@ -216,6 +222,15 @@ class MetadataWriter:
         self._thread.start()
         for helper in self._helpers:
             helper.start()
+        interval = self.options.maintenance_interval
+        if interval is not None:
+            self._maintenance = RetentionThread(
+                self._conninfo,
+                interval,
+                name=f"{name}.maintenance",
+                application_name=self.options.application_name,
+                connect_timeout=self.options.connect_timeout,
+            ).start()
 
     # -- the producer side ------------------------------------------------
 
@@ -381,6 +396,8 @@ class MetadataWriter:
             self._wake_helpers.set()
             self._not_full.notify_all()
         self._closing.set()
+        if self._maintenance is not None:
+            self._maintenance.stop(timeout=min(timeout, 5.0))
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             # A little grace past the deadline for the thread to spool.
@@ -428,6 +445,7 @@ class MetadataWriter:
 
     def stats(self) -> WriterStats:
         """A consistent snapshot of the counters."""
+        maintenance = self._maintenance
         with self._lock:
             pending = self._written - self._committed - self._rejected - self._dropped - self._lost
             return WriterStats(
@@ -444,6 +462,8 @@ class MetadataWriter:
                 queue_bytes=self._queue_bytes,
                 last_flush_latency=self._last_latency,
                 last_error=self._last_error,
+                maintenance_runs=maintenance.runs if maintenance else 0,
+                maintenance_errors=maintenance.errors if maintenance else 0,
             )
 
     def __enter__(self) -> Self:

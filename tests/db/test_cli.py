@@ -170,3 +170,89 @@ def test_server_start_status_stop() -> None:
     assert stopped.stdout.strip() == "stopped"
     assert after.returncode == 3
     assert after.stdout.startswith("stopped")
+
+
+def _insert_recent(dsn: str, count: int) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, motion_score)"
+            " SELECT 'cam-' || n %% 2, now() - n * interval '1 s', n, 0.7"
+            " FROM generate_series(1, %s) AS n",
+            (count,),
+        )
+
+
+def test_status_reports_rollups_retention_and_the_last_maintain_run(db_dsn: str) -> None:
+    _insert_recent(db_dsn, 600)
+    maintained = run_cli("maintain", "--dsn", db_dsn)
+    assert maintained.returncode == 0, maintained.stderr
+
+    report = json.loads(run_cli("status", "--dsn", db_dsn, "--json").stdout)
+    table = run_cli("status", "--dsn", db_dsn).stdout
+
+    assert [level["level"] for level in report["rollups"]] == ["1m", "1h", "1d"]
+    assert [level["retention"] for level in report["rollups"]] == ["30d", "365d", "never dropped"]
+    assert report["rollups"][0]["rows_estimate"] >= 10  # 600 s of 2 cameras
+    assert report["rollups"][0]["lag_seconds"] is not None
+    assert report["raw_retention"] == "7d"
+    assert report["newest_frame"] is not None
+    assert report["last_maintenance"]["runner"] == "framemeta-maintain"
+    assert "by framemeta-maintain, dropped 0 chunk(s)" in table
+    if report["edition"] == "timescale":
+        assert {job["relation"] for job in report["jobs"]} >= {"frame_metadata", "frame_stats_1m"}
+        assert "rollups: refreshed 1m, 1h, 1d" in maintained.stdout
+    else:
+        assert report["jobs"] == []
+        assert report["rollups"][0]["lag_seconds"] == 0
+        assert "rollups: current (kept by the insert trigger)" in maintained.stdout
+        assert "compression: not available on the Apache edition" in maintained.stdout
+        assert "compression         not available on the Apache edition" in table
+
+
+def test_erase_command_dry_run_then_erase(db_dsn: str) -> None:
+    _insert_recent(db_dsn, 600)
+    with psycopg.connect(db_dsn) as conn:
+        row = conn.execute(
+            "SELECT min(captured_at), max(captured_at) FROM frame_metadata"
+        ).fetchone()
+    assert row is not None
+    start, end = row[0].isoformat(), (row[1]).isoformat()  # end exclusive: the newest stays
+    args = ("erase", "--dsn", db_dsn, "--camera", "cam-0", "--start", start, "--end", end)
+
+    dry = run_cli(*args, "--dry-run")
+    erased = run_cli(*args)
+    again = run_cli(*args)
+
+    assert dry.returncode == 0, dry.stderr
+    assert "would erase 300 frame(s) of cam-0; nothing changed" in dry.stdout
+    assert erased.returncode == 0, erased.stderr
+    assert "erased 300 frame(s) of cam-0" in erased.stdout
+    assert "rollup 1m " in erased.stdout
+    assert "erased 0 frame(s)" in again.stdout
+
+
+def test_times_without_a_zone_and_a_rebuild_without_a_range_are_refused(db_dsn: str) -> None:
+    naive = run_cli(
+        "erase", "--dsn", db_dsn, "--camera", "cam-0",
+        "--start", "2026-11-20T00:00:00", "--end", "2026-11-21T00:00:00Z",
+    )  # fmt: skip
+    rebuild = run_cli(
+        "maintain", "--dsn", db_dsn, "--rebuild-rollups", "--start", "2026-11-20T00:00:00Z"
+    )
+
+    assert naive.returncode == 2
+    assert "'2026-11-20T00:00:00' has no time zone" in naive.stderr
+    assert "--rebuild-rollups needs --start and --end" in _one_line_error(rebuild)
+
+
+def test_maintain_rebuild_rollups_reports_each_level(db_dsn: str) -> None:
+    _insert_recent(db_dsn, 120)
+
+    result = run_cli(
+        "maintain", "--dsn", db_dsn, "--rebuild-rollups",
+        "--start", "2026-01-01T00:00:00Z", "--end", "2099-01-01T00:00:00+00:00",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("rebuild ")]
+    assert [line.split()[1] for line in lines] == ["1m", "1h", "1d"]

@@ -153,3 +153,22 @@ def test_erase_reaches_into_compressed_chunks(conn: psycopg.Connection[Any]) -> 
 
     assert erasure.frames == 300
     assert_rollups_consistent(conn)
+
+
+def test_maintain_catches_frames_backfilled_past_the_policy_windows(
+    conn: psycopg.Connection[Any],
+) -> None:
+    dsn = conn.info.dsn
+    _write(dsn, 12 * 60, end=datetime.now(UTC) - timedelta(minutes=5))
+    maintain(conn)  # materialised up to now
+    # Three days late: outside every refresh policy's window.
+    _write(dsn, 12 * 60, end=DAY + timedelta(hours=12))
+    before = conn.execute("SELECT coalesce(sum(frames), 0) FROM frame_stats_1m").fetchone()
+
+    report = maintain(conn)
+
+    after = conn.execute("SELECT coalesce(sum(frames), 0) FROM frame_stats_1m").fetchone()
+    assert before == (12 * 60,)  # the backfill was invisible until now
+    assert after == (2 * 12 * 60,)
+    assert report.refreshed == ["1m", "1h", "1d"]
+    assert_rollups_consistent(conn)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
-from framemeta import ConfigurationError
+from framemeta import ConfigurationError, MetadataWriter
 from framemeta.maintenance import Retention, apply_retention, get_retention, set_retention
 from tests.frames import refresh_rollups
 
@@ -99,3 +101,57 @@ def test_maintain_command_sets_retention_and_reports(db_dsn: str) -> None:
     )  # fmt: skip
     assert refused.returncode == 1
     assert "retention of 1d" in refused.stderr
+
+
+def test_a_session_holding_the_lock_makes_others_skip(db_dsn: str) -> None:
+    with psycopg.connect(db_dsn) as holder, psycopg.connect(db_dsn, autocommit=True) as other:
+        holder.execute("SELECT framemeta_apply_retention()")  # its transaction stays open
+
+        assert apply_retention(other) is None
+
+
+def test_each_run_is_logged_with_its_runner(db_dsn: str) -> None:
+    with psycopg.connect(db_dsn, autocommit=True, application_name="nightly-cron") as conn:
+        conn.execute(_INSERT_DAYS_AGO, ([10],))
+        apply_retention(conn)
+        runs = conn.execute("SELECT runner, dropped FROM framemeta_maintenance_runs").fetchall()
+    assert len(runs) == 1
+    runner, dropped = runs[0]
+    assert runner == "nightly-cron"
+    assert [(item["level"], len(item["chunks"])) for item in dropped] == [
+        ("raw", 1),
+        ("1m", 0),
+        ("1h", 0),
+    ]
+
+
+def test_a_writer_applies_retention_on_schedule_with_only_the_writer_role(db_dsn: str) -> None:
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        admin.execute(_INSERT_DAYS_AGO, ([1, 10],))
+        admin.execute("DROP ROLE IF EXISTS retention_writer")
+        admin.execute("CREATE ROLE retention_writer LOGIN IN ROLE framemeta_writer")
+    try:
+        writer_dsn = make_conninfo(db_dsn, user="retention_writer")
+        with MetadataWriter(writer_dsn, maintenance_interval=0.2) as writer:
+            deadline = time.monotonic() + 20
+            while writer.stats().maintenance_runs == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stats = writer.stats()
+        assert stats.maintenance_runs >= 1
+        assert stats.maintenance_errors == 0
+        with psycopg.connect(db_dsn) as conn:
+            remaining = conn.execute("SELECT frame_number FROM frame_metadata").fetchall()
+            runner = conn.execute("SELECT runner FROM framemeta_maintenance_runs").fetchone()
+        assert remaining == [(1,)]
+        assert runner == ("framemeta-writer",)
+    finally:
+        with psycopg.connect(db_dsn, autocommit=True) as admin:
+            admin.execute("DROP OWNED BY retention_writer")
+            admin.execute("DROP ROLE retention_writer")
+
+
+def test_the_reader_role_cannot_apply_retention(db_dsn: str) -> None:
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("SET ROLE framemeta_reader")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            apply_retention(conn)
