@@ -3,6 +3,7 @@
 nox -s tests    the test suite against a real TimescaleDB (installed if missing)
 nox -s lint     ruff and mypy --strict
 nox -s bench    benchmarks, compared with the saved baseline (fails on regression)
+nox -s storage  bytes per raw and rollup row, and compression (community edition)
 nox -s demo     a persistent embedded server with sample data, then its status
 """
 
@@ -62,6 +63,15 @@ def bench(session: nox.Session) -> None:
         "--benchmark-columns=min,median,mean,stddev,rounds",
         *args,
     )
+
+
+@nox.session
+def storage(session: nox.Session) -> None:
+    """Measure storage per row (docs/capacity-planning.md); ``-- --days 7``
+    for a longer run, ``-- --dsn ...`` for a community-edition server."""
+    session.install(".[test,bench]")
+    _install_server(session)
+    session.run("python", "-m", "benchmarks.storage", *session.posargs)
 
 
 @nox.session

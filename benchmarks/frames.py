@@ -21,12 +21,14 @@ LABELS = ("person", "car", "bicycle", "dog", "truck")
 ZONES = ("north-gate", "loading-bay", "lobby", "car-park")
 
 
-def synthetic_frames(rows: int, *, end: datetime | None = None) -> list[FrameRecord]:
+def synthetic_frames(
+    rows: int, *, end: datetime | None = None, seed: int = 20261125
+) -> list[FrameRecord]:
     """``rows`` frames of 12 cameras at 1 frame/s ending at ``end`` (default
     now), in arrival order: motion mostly low with bursts, brightness
     following the day, detections in about one frame in six, a few metadata
-    keys on every frame."""
-    rng = random.Random(20261125)
+    keys on every frame. The same ``seed`` gives the same frames."""
+    rng = random.Random(seed)
     seconds = rows // CAMERAS + 1
     end = datetime.now(UTC) if end is None else end
     start = end.replace(microsecond=0) - timedelta(seconds=seconds)
