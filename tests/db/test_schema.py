@@ -185,3 +185,15 @@ def test_natural_key_refuses_duplicates(db_dsn: str) -> None:
         conn.execute(insert)
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(insert)
+
+
+def test_new_chunks_toast_large_values_with_lz4(db_dsn: str) -> None:
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, metadata)"
+            " VALUES ('cam-1', now(), 1, jsonb_build_object('notes', repeat('frame ', 2000)))"
+        )
+        methods = conn.execute(
+            "SELECT DISTINCT pg_column_compression(metadata) FROM frame_metadata"
+        ).fetchall()
+    assert methods == [("lz4",)]
