@@ -396,12 +396,15 @@ class MetadataWriter:
             self._wake_helpers.set()
             self._not_full.notify_all()
         self._closing.set()
-        if self._maintenance is not None:
-            self._maintenance.stop(timeout=min(timeout, 5.0))
+        maintenance = self._maintenance
+        if maintenance is not None:
+            maintenance.stop(timeout=0.0)  # no new run; one in progress may finish
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             # A little grace past the deadline for the thread to spool.
             thread.join(timeout + 2.0)
+        if maintenance is not None:
+            maintenance.stop(timeout=max(0.0, self._close_deadline - time.monotonic()))
         if not already:
             self._finish_close()
         with self._lock:

@@ -18,6 +18,10 @@ from tests.frames import frames, refresh_rollups
 from tests.rollup_checks import assert_rollups_consistent
 
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=30)
+# Midnight ten days ago: past raw retention (7 days), inside 1m's (30 days).
+TEN_DAYS_AGO = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+    days=10
+)
 
 
 @pytest.fixture
@@ -96,7 +100,7 @@ def test_erase_is_idempotent(conn: psycopg.Connection[Any]) -> None:
 def test_erase_beyond_raw_retention_forgets_that_cameras_rollups_only(
     conn: psycopg.Connection[Any],
 ) -> None:
-    old = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=10)
+    old = TEN_DAYS_AGO
     _load(conn, 1200, start=old)
     dropped = apply_retention(conn)  # raw keeps 7 days: the day's chunk goes
     assert dropped is not None
@@ -139,7 +143,7 @@ def test_rebuild_repairs_rollups_after_manual_edits(conn: psycopg.Connection[Any
 def test_rebuild_leaves_buckets_beyond_raw_retention_alone(
     conn: psycopg.Connection[Any],
 ) -> None:
-    old = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=10)
+    old = TEN_DAYS_AGO
     _load(conn, 1200, start=old)
     apply_retention(conn)
 
