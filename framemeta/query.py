@@ -1,0 +1,1059 @@
+"""Typed reads: `FrameQuery` (threads, a psycopg ``ConnectionPool``) and
+`AsyncFrameQuery` (asyncio, an ``AsyncConnectionPool``) run one set of SQL
+definitions. `stats` answers from raw frames or a rollup, chosen by the
+bucket and range asked and by what retention still keeps; `plan` says which
+and why.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+import attrs
+import orjson
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from framemeta import _dsn
+from framemeta.errors import ConfigurationError, ValidationError
+from framemeta.records import FrameRecord, _check_camera_id, _frame_from_row
+
+__all__ = [
+    "RESOLUTIONS",
+    "AsyncFrameQuery",
+    "CameraInfo",
+    "FrameQuery",
+    "PlanPart",
+    "StatsPlan",
+    "StatsRow",
+]
+
+Resolution = Literal["auto", "raw", "1m", "1h", "1d"]
+RESOLUTIONS: Final = ("auto", "raw", "1m", "1h", "1d")
+"""What `FrameQuery.stats` may be asked to read: ``auto`` picks."""
+
+_WIDTHS: Final = {
+    "raw": None,
+    "1m": timedelta(minutes=1),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
+_RELATIONS: Final = {"1m": "frame_stats_1m", "1h": "frame_stats_1h", "1d": "frame_stats_1d"}
+# time_bucket's default origin (a Monday, midnight UTC): buckets of any width
+# line up with the ones the server computes.
+_ORIGIN: Final = datetime(2000, 1, 3, tzinfo=UTC)
+_MAX_BUCKETS: Final = 1_000_000
+_MAX_FRAMES_LIMIT: Final = 10_000_000
+_MAX_SEARCH_LIMIT: Final = 10_000
+_COVERAGE_TTL_S: Final = 30.0
+_STREAM_ROWS: Final = 2000  # rows per server-side cursor fetch
+# The motion threshold the partial index is built for (migration 0002).
+_MOTION_INDEX_THRESHOLD: Final = 0.5
+
+
+# -- results -------------------------------------------------------------------
+
+
+@attrs.frozen
+class StatsRow:
+    """One camera's statistics over one bucket ``[bucket, bucket + width)``.
+
+    Averages are sums over counts of the frames that had the value (None
+    when none had it); counts, minima and maxima are exact whichever source
+    answered.
+    """
+
+    camera_id: str
+    bucket: datetime
+    frames: int
+    first_captured_at: datetime
+    last_captured_at: datetime
+    first_frame_number: int
+    last_frame_number: int
+    motion_frames: int
+    """Frames that had a motion_score."""
+    motion_avg: float | None
+    motion_min: float | None
+    motion_max: float | None
+    motion_events: int
+    """Frames at or above the motion threshold (0.5)."""
+    brightness_frames: int
+    brightness_avg: float | None
+    brightness_min: float | None
+    brightness_max: float | None
+    detections: int
+    detections_by_label: dict[str, int]
+
+
+@attrs.frozen
+class CameraInfo:
+    """A camera that has frames: when it was first and last seen, and how
+    many frames it has sent (from the daily rollup, which is kept for ever)."""
+
+    camera_id: str
+    first_seen: datetime
+    last_seen: datetime
+    frames: int
+
+
+@attrs.frozen
+class PlanPart:
+    """One stretch of a `stats` answer and the source that answers it."""
+
+    source: str
+    """``raw``, ``1m``, ``1h`` or ``1d``."""
+    start: datetime
+    end: datetime
+
+
+@attrs.frozen
+class StatsPlan:
+    """Which sources `FrameQuery.stats` reads, and why.
+
+    ``start`` and ``end`` are the asked range widened to whole buckets;
+    ``parts`` cover it newest first; ``missing`` is what no usable source
+    keeps any more (dropped by retention).
+    """
+
+    start: datetime
+    end: datetime
+    bucket: timedelta
+    resolution: str
+    parts: tuple[PlanPart, ...]
+    missing: tuple[tuple[datetime, datetime], ...]
+    reasons: tuple[str, ...]
+
+    @property
+    def source(self) -> str | None:
+        """The source of the newest part (None when nothing is kept)."""
+        return self.parts[0].source if self.parts else None
+
+    def __str__(self) -> str:
+        lines = [
+            f"stats {_show(self.start)} .. {_show(self.end)} in {_show_width(self.bucket)} "
+            f"buckets, resolution={self.resolution}:"
+        ]
+        lines += [
+            f"  {part.source:>3} {_show(part.start)} .. {_show(part.end)}" for part in self.parts
+        ]
+        lines += [
+            f"  --- {_show(start)} .. {_show(end)}: no data kept" for start, end in self.missing
+        ]
+        lines += [f"  because {reason}" for reason in self.reasons]
+        return "\n".join(lines)
+
+
+# -- the SQL, defined once --------------------------------------------------
+
+
+@attrs.frozen
+class _Statement:
+    """One query with its parameters. ``prepare`` False keeps a statement
+    from being prepared: range aggregates need plans made for their actual
+    values (chunk exclusion); point lookups are prepared as psycopg sees fit."""
+
+    query: sql.Composable
+    params: Mapping[str, Any]
+    prepare: bool | None = None
+
+
+_FRAME_COLUMNS: Final = sql.SQL(
+    "camera_id, captured_at, frame_number, width, height, motion_score, brightness,"
+    " detection_labels, detection_scores, detection_boxes, metadata"
+)
+
+
+def _frame(row: tuple[Any, ...]) -> FrameRecord:
+    return _frame_from_row(*row)
+
+
+def _get_statement(camera_id: str, captured_at: datetime, frame_number: int) -> _Statement:
+    return _Statement(
+        sql.SQL(
+            "SELECT {} FROM frame_metadata WHERE camera_id = %(camera)s"
+            " AND captured_at = %(at)s AND frame_number = %(number)s"
+        ).format(_FRAME_COLUMNS),
+        {"camera": camera_id, "at": captured_at, "number": frame_number},
+    )
+
+
+def _latest_statement(camera_id: str) -> _Statement:
+    return _Statement(
+        sql.SQL(
+            "SELECT {} FROM frame_metadata WHERE camera_id = %(camera)s"
+            " ORDER BY captured_at DESC, frame_number DESC LIMIT 1"
+        ).format(_FRAME_COLUMNS),
+        {"camera": camera_id},
+    )
+
+
+def _latest_all_statement() -> _Statement:
+    # A skip scan: one index probe per camera instead of reading every frame.
+    return _Statement(
+        sql.SQL(
+            """
+            WITH RECURSIVE cameras AS (
+                (SELECT camera_id FROM frame_metadata ORDER BY camera_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT f.camera_id FROM frame_metadata AS f
+                        WHERE f.camera_id > cameras.camera_id ORDER BY f.camera_id LIMIT 1)
+                FROM cameras WHERE cameras.camera_id IS NOT NULL
+            )
+            SELECT latest.* FROM cameras CROSS JOIN LATERAL (
+                SELECT {} FROM frame_metadata AS f WHERE f.camera_id = cameras.camera_id
+                ORDER BY f.captured_at DESC, f.frame_number DESC LIMIT 1
+            ) AS latest
+            ORDER BY latest.camera_id
+            """
+        ).format(_FRAME_COLUMNS),
+        {},
+    )
+
+
+def _frames_statement(
+    camera_id: str, start: datetime, end: datetime, limit: int | None, order: str
+) -> _Statement:
+    direction = sql.SQL("DESC" if order == "desc" else "ASC")
+    return _Statement(
+        sql.SQL(
+            "SELECT {} FROM frame_metadata WHERE camera_id = %(camera)s"
+            " AND captured_at >= %(start)s AND captured_at < %(end)s"
+            " ORDER BY captured_at {dir}, frame_number {dir} LIMIT %(limit)s"
+        ).format(_FRAME_COLUMNS, dir=direction),
+        {"camera": camera_id, "start": start, "end": end, "limit": limit},
+        prepare=False,
+    )
+
+
+def _motion_statement(
+    start: datetime, end: datetime, camera_id: str | None, min_score: float
+) -> _Statement:
+    # The literal matches the partial index's predicate, so the planner may
+    # use it whatever the parameters; below the threshold it cannot.
+    indexed = (
+        sql.SQL(" AND motion_score >= 0.5") if min_score >= _MOTION_INDEX_THRESHOLD else sql.SQL("")
+    )
+    camera = sql.SQL(" AND camera_id = %(camera)s") if camera_id is not None else sql.SQL("")
+    return _Statement(
+        sql.SQL(
+            "SELECT {} FROM frame_metadata WHERE captured_at >= %(start)s AND captured_at < %(end)s"
+            "{indexed} AND motion_score >= %(min_score)s{camera}"
+            " ORDER BY captured_at, camera_id, frame_number"
+        ).format(_FRAME_COLUMNS, indexed=indexed, camera=camera),
+        {"start": start, "end": end, "camera": camera_id, "min_score": min_score},
+        prepare=False,
+    )
+
+
+def _search_statement(
+    contains: bytes | None,
+    label: str | None,
+    min_confidence: float | None,
+    start: datetime,
+    end: datetime,
+    camera_id: str | None,
+    limit: int,
+) -> _Statement:
+    conditions = [sql.SQL("captured_at >= %(start)s AND captured_at < %(end)s")]
+    if camera_id is not None:
+        conditions.append(sql.SQL("camera_id = %(camera)s"))
+    if contains is not None:
+        # For one camera the primary key narrows the range to a few thousand
+        # rows; intersecting the GIN index over the whole range would cost
+        # more, so the containment is kept out of the index's reach there.
+        conditions.append(
+            sql.SQL("coalesce(metadata, '{}') @> %(contains)s::jsonb")
+            if camera_id is not None
+            else sql.SQL("metadata @> %(contains)s::jsonb")
+        )
+    if label is not None:
+        conditions.append(sql.SQL("%(label)s = ANY(detection_labels)"))
+        if min_confidence is not None:
+            conditions.append(
+                sql.SQL(
+                    "EXISTS (SELECT FROM unnest(detection_labels, detection_scores) AS d(l, s)"
+                    " WHERE d.l = %(label)s AND d.s >= %(min_confidence)s)"
+                )
+            )
+    elif min_confidence is not None:
+        conditions.append(
+            sql.SQL(
+                "EXISTS (SELECT FROM unnest(detection_scores) AS s WHERE s >= %(min_confidence)s)"
+            )
+        )
+    return _Statement(
+        sql.SQL(
+            "SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at, camera_id,"
+            " frame_number LIMIT %(limit)s"
+        ).format(_FRAME_COLUMNS, sql.SQL(" AND ").join(conditions)),
+        {
+            "start": start,
+            "end": end,
+            "camera": camera_id,
+            "contains": contains.decode() if contains is not None else None,
+            "label": label,
+            "min_confidence": min_confidence,
+            "limit": limit,
+        },
+        prepare=False,
+    )
+
+
+def _cameras_statement() -> _Statement:
+    return _Statement(
+        sql.SQL(
+            "SELECT camera_id, min(first_captured_at), max(last_captured_at), sum(frames)::bigint"
+            " FROM frame_stats_1d GROUP BY camera_id ORDER BY camera_id"
+        ),
+        {},
+    )
+
+
+def _camera(row: tuple[Any, ...]) -> CameraInfo:
+    camera_id, first_seen, last_seen, frames = row
+    return CameraInfo(camera_id, _utc(first_seen), _utc(last_seen), int(frames))
+
+
+# What a plan needs to know: where each level's kept data begins (its oldest
+# chunk; a continuous aggregate's materialization hypertable), the edition
+# and the motion threshold.
+_COVERAGE: Final = _Statement(
+    sql.SQL(
+        """
+        SELECT l.level,
+               (SELECT min(c.range_start) FROM timescaledb_information.chunks AS c
+                 WHERE c.hypertable_schema = coalesce(a.materialization_hypertable_schema,
+                                                      current_schema())
+                   AND c.hypertable_name = coalesce(a.materialization_hypertable_name,
+                                                    l.relation)),
+               framemeta_retention(l.level),
+               framemeta_edition(),
+               (SELECT value::real FROM framemeta_config WHERE key = 'motion_threshold')
+          FROM (VALUES (0, 'raw', 'frame_metadata'), (1, '1m', 'frame_stats_1m'),
+                       (2, '1h', 'frame_stats_1h'), (3, '1d', 'frame_stats_1d'))
+               AS l (position, level, relation)
+          LEFT JOIN timescaledb_information.continuous_aggregates AS a
+            ON a.view_schema = current_schema() AND a.view_name = l.relation
+         ORDER BY l.position
+        """
+    ),
+    {},
+)
+
+_ROLLUP_COLUMNS: Final = sql.SQL(
+    "camera_id, bucket, frames, first_captured_at, last_captured_at, first_frame_number,"
+    " last_frame_number, motion_frames, motion_sum, motion_min, motion_max, motion_events,"
+    " brightness_frames, brightness_sum, brightness_min, brightness_max, detections,"
+    " detections_by_label"
+)
+_REGROUPED: Final = sql.SQL(
+    "camera_id, time_bucket(%(bucket)s, bucket), sum(frames)::bigint, min(first_captured_at),"
+    " max(last_captured_at), min(first_frame_number), max(last_frame_number),"
+    " sum(motion_frames)::bigint, sum(motion_sum), min(motion_min), max(motion_max),"
+    " sum(motion_events)::bigint, sum(brightness_frames)::bigint, sum(brightness_sum),"
+    " min(brightness_min), max(brightness_max), sum(detections)::bigint,"
+    " framemeta_sum_counts(detections_by_label)"
+)
+_FROM_RAW: Final = sql.SQL(
+    "camera_id, time_bucket(%(bucket)s, captured_at), count(*), min(captured_at),"
+    " max(captured_at), min(frame_number), max(frame_number), count(motion_score),"
+    " coalesce(sum(motion_score::double precision), 0), min(motion_score), max(motion_score),"
+    " count(*) FILTER (WHERE motion_score >= %(threshold)s), count(brightness),"
+    " coalesce(sum(brightness::double precision), 0), min(brightness), max(brightness),"
+    " coalesce(sum(detection_count), 0)::bigint, framemeta_label_counts(detection_labels)"
+)
+
+
+def _stats_statement(
+    part: PlanPart, bucket: timedelta, camera_id: str | None, threshold: float
+) -> _Statement:
+    camera = sql.SQL(" AND camera_id = %(camera)s") if camera_id is not None else sql.SQL("")
+    params = {
+        "start": part.start,
+        "end": part.end,
+        "bucket": bucket,
+        "camera": camera_id,
+        "threshold": threshold,
+    }
+    if part.source == "raw":
+        query = sql.SQL(
+            "SELECT {} FROM frame_metadata WHERE captured_at >= %(start)s"
+            " AND captured_at < %(end)s{} GROUP BY 1, 2 ORDER BY 1, 2"
+        ).format(_FROM_RAW, camera)
+    elif bucket == _WIDTHS[part.source]:
+        # The level's own buckets: read them as stored, nothing to regroup.
+        query = sql.SQL(
+            "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{} ORDER BY 1, 2"
+        ).format(_ROLLUP_COLUMNS, sql.Identifier(_RELATIONS[part.source]), camera)
+    else:
+        query = sql.SQL(
+            "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
+            " GROUP BY 1, 2 ORDER BY 1, 2"
+        ).format(_REGROUPED, sql.Identifier(_RELATIONS[part.source]), camera)
+    return _Statement(query, params, prepare=False)
+
+
+def _stats_row(row: tuple[Any, ...]) -> StatsRow:
+    (camera_id, bucket, frames, first_at, last_at, first_number, last_number,
+     motion_frames, motion_sum, motion_min, motion_max, motion_events,
+     brightness_frames, brightness_sum, brightness_min, brightness_max,
+     detections, by_label) = row  # fmt: skip
+    return StatsRow(
+        camera_id=camera_id,
+        bucket=_utc(bucket),
+        frames=int(frames),
+        first_captured_at=_utc(first_at),
+        last_captured_at=_utc(last_at),
+        first_frame_number=int(first_number),
+        last_frame_number=int(last_number),
+        motion_frames=int(motion_frames),
+        motion_avg=motion_sum / motion_frames if motion_frames else None,
+        motion_min=motion_min,
+        motion_max=motion_max,
+        motion_events=int(motion_events),
+        brightness_frames=int(brightness_frames),
+        brightness_avg=brightness_sum / brightness_frames if brightness_frames else None,
+        brightness_min=brightness_min,
+        brightness_max=brightness_max,
+        detections=int(detections),
+        detections_by_label={label: int(count) for label, count in (by_label or {}).items()},
+    )
+
+
+# -- planning ---------------------------------------------------------------
+
+
+@attrs.frozen
+class _Coverage:
+    """Where each level's data begins (None: nothing kept), read from the
+    database at most every `_COVERAGE_TTL_S` seconds."""
+
+    kept_from: Mapping[str, datetime | None]
+    retention: Mapping[str, timedelta | None]
+    edition: str
+    threshold: float
+    read_at: float
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[Any, ...]]) -> _Coverage:
+        kept: dict[str, datetime | None] = {}
+        retention: dict[str, timedelta | None] = {}
+        for level, oldest, horizon, _, _ in rows:
+            kept[level] = oldest
+            retention[level] = horizon
+        edition, threshold = rows[0][3], rows[0][4]
+        if edition == "timescale":
+            # A continuous aggregate not materialised yet is computed from
+            # the level below in real time: it covers what that one covers.
+            for finer, level in (("raw", "1m"), ("1m", "1h"), ("1h", "1d")):
+                if kept[level] is None:
+                    kept[level] = kept[finer]
+        return cls(kept, retention, edition, float(threshold), time.monotonic())
+
+
+def _floor(moment: datetime, width: timedelta) -> datetime:
+    return _ORIGIN + (moment - _ORIGIN) // width * width
+
+
+def _ceil(moment: datetime, width: timedelta) -> datetime:
+    floor = _floor(moment, width)
+    return floor if floor == moment else floor + width
+
+
+def _make_plan(
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    resolution: str,
+    coverage: _Coverage,
+) -> StatsPlan:
+    first, last = _floor(start, bucket), _ceil(end, bucket)
+    reasons: list[str] = []
+    if resolution == "auto":
+        candidates = [
+            level
+            for level in ("1d", "1h", "1m")
+            if bucket % _WIDTHS[level] == timedelta(0)  # type: ignore[operator]
+        ] + ["raw"]
+        usable = [level for level in candidates if coverage.kept_from[level] is not None]
+        if candidates[0] == "raw":
+            reasons.append(
+                f"{_show_width(bucket)} buckets are not whole minutes: only raw frames have them"
+            )
+        else:
+            reasons.append(
+                f"{candidates[0]} is the coarsest level whose buckets divide "
+                f"{_show_width(bucket)} buckets"
+            )
+    else:
+        usable = [resolution] if coverage.kept_from[resolution] is not None else []
+        reasons.append(f"resolution {resolution} was asked for")
+    parts: list[PlanPart] = []
+    missing: list[tuple[datetime, datetime]] = []
+    remaining_end = last
+    for level in usable:
+        if remaining_end <= first:
+            break
+        kept = coverage.kept_from[level]
+        assert kept is not None
+        kept_start = max(first, _ceil(kept, bucket))
+        if kept_start >= remaining_end:
+            continue
+        parts.append(PlanPart(level, kept_start, remaining_end))
+        if kept_start > first:
+            horizon = coverage.retention.get(level)
+            kept_text = f"kept {_show_width(horizon)}" if horizon else "its oldest chunk"
+            reasons.append(f"{level} keeps data from {_show(kept_start)} on ({kept_text})")
+        remaining_end = kept_start
+    if remaining_end > first:
+        missing.append((first, remaining_end))
+        reasons.append(
+            f"nothing before {_show(remaining_end)} is kept at a resolution that fits "
+            f"{_show_width(bucket)} buckets"
+        )
+    if any(part.source != "raw" for part in parts):
+        reasons.append(
+            "the newest buckets a refresh has not reached yet are computed from the level "
+            "below when read (real-time aggregation)"
+            if coverage.edition == "timescale"
+            else "rollups are updated in the transaction of every insert"
+        )
+    return StatsPlan(first, last, bucket, resolution, tuple(parts), tuple(missing), tuple(reasons))
+
+
+# -- argument checks --------------------------------------------------------
+
+
+def _check_time(name: str, value: object) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(name, value, "must be a timezone-aware datetime")
+    return value.astimezone(UTC)
+
+
+def _check_range(start: object, end: object) -> tuple[datetime, datetime]:
+    first, last = _check_time("start", start), _check_time("end", end)
+    if first >= last:
+        raise ValidationError("end", end, f"must be after start ({first.isoformat()})")
+    return first, last
+
+
+def _check_camera(camera_id: object, *, optional: bool = False) -> str | None:
+    if camera_id is None and optional:
+        return None
+    _check_camera_id(camera_id)
+    return camera_id  # type: ignore[return-value]
+
+
+def _check_limit(limit: object, maximum: int, *, optional: bool = False) -> int | None:
+    if limit is None and optional:
+        return None
+    if type(limit) is not int or not 0 < limit <= maximum:
+        raise ValidationError("limit", limit, f"must be an integer from 1 to {maximum:,}")
+    return limit
+
+
+def _check_score(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValidationError(name, value, "must be a number in [0, 1]")
+    return float(value)
+
+
+def _check_stats_args(
+    start: object, end: object, camera_id: object, bucket: object, resolution: object
+) -> tuple[datetime, datetime, str | None, timedelta, str]:
+    first, last = _check_range(start, end)
+    camera = _check_camera(camera_id, optional=True)
+    if resolution not in RESOLUTIONS:
+        raise ValidationError("resolution", resolution, f"must be one of {', '.join(RESOLUTIONS)}")
+    if not isinstance(bucket, timedelta) or bucket <= timedelta(0):
+        raise ValidationError("bucket", bucket, "must be a positive timedelta")
+    width = _WIDTHS[str(resolution)]
+    if width is not None and bucket % width:
+        raise ValidationError(
+            "bucket",
+            bucket,
+            f"must be a whole multiple of {_show_width(width)} to be read from the "
+            f"{resolution} rollup",
+        )
+    if (last - first) / bucket > _MAX_BUCKETS:
+        raise ValidationError(
+            "bucket", bucket, f"makes more than {_MAX_BUCKETS:,} buckets per camera for the range"
+        )
+    return first, last, camera, bucket, str(resolution)
+
+
+def _check_contains(contains: object) -> bytes | None:
+    if contains is None:
+        return None
+    if not isinstance(contains, Mapping) or not all(isinstance(key, str) for key in contains):
+        raise ValidationError("contains", contains, "must be a mapping with str keys")
+    try:
+        return orjson.dumps(contains)
+    except TypeError as exc:
+        raise ValidationError("contains", contains, f"is not JSON: {exc}") from None
+
+
+# -- the two executors --------------------------------------------------------
+
+
+def _pool_kwargs(prepare_threshold: int | None) -> dict[str, Any]:
+    return {
+        "autocommit": True,
+        "prepare_threshold": prepare_threshold,
+        "application_name": "framemeta-query",
+    }
+
+
+def _check_pool_options(min_size: object, max_size: object) -> None:
+    for name, value in (("min_size", min_size), ("max_size", max_size)):
+        if type(value) is not int or value < (0 if name == "min_size" else 1):
+            raise ConfigurationError(f"{name}: must be a non-negative integer, not {value!r}")
+    assert isinstance(min_size, int)
+    assert isinstance(max_size, int)
+    if min_size > max_size:
+        raise ConfigurationError(f"min_size ({min_size}) is larger than max_size ({max_size})")
+
+
+class FrameQuery:
+    """Typed reads of stored frames and their statistics, from a pool of
+    connections (the reader role is enough).
+
+    ``dsn`` None reads ``FRAMEMETA_DSN``, then libpq's ``PG*`` variables;
+    or pass ``pool``, a `psycopg_pool.ConnectionPool` you own (its
+    connections must be in autocommit mode). The pool made here holds
+    ``min_size`` (1) to ``max_size`` (4) connections, checked before each
+    use. ``prepare_threshold`` (5, psycopg's default) is when point lookups
+    become server-side prepared statements; None never prepares (pgbouncer
+    in transaction mode before 1.21). Range queries are never prepared:
+    their plans must fit the actual range. Use it as a context manager or
+    call `close`.
+
+    Every method checks its arguments before any SQL runs and raises
+    `ValidationError` naming the argument; times must be timezone-aware and
+    are returned in UTC.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: ConnectionPool[Any] | None = None,
+        min_size: int = 1,
+        max_size: int = 4,
+        prepare_threshold: int | None = 5,
+        timeout: float = 10.0,
+    ) -> None:
+        self._coverage: _Coverage | None = None
+        if pool is not None:
+            self._pool = pool
+            self._owns_pool = False
+            return
+        _check_pool_options(min_size, max_size)
+        self._pool = ConnectionPool(
+            _dsn.resolve(dsn),
+            min_size=min_size,
+            max_size=max_size,
+            kwargs=_pool_kwargs(prepare_threshold),
+            check=ConnectionPool.check_connection,
+            timeout=timeout,
+            name="framemeta-query",
+            open=True,
+        )
+        self._owns_pool = True
+
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        """The connection pool (for its ``get_stats()``)."""
+        return self._pool
+
+    def close(self) -> None:
+        """Close the pool, if this object made it; idempotent."""
+        if self._owns_pool:
+            self._pool.close()
+
+    def __enter__(self) -> FrameQuery:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _rows(self, statement: _Statement) -> list[tuple[Any, ...]]:
+        with self._pool.connection() as conn:
+            cursor = conn.execute(statement.query, statement.params, prepare=statement.prepare)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+
+    def get(self, camera_id: str, captured_at: datetime, frame_number: int) -> FrameRecord | None:
+        """The frame with this natural key, or None."""
+        _check_camera(camera_id)
+        at = _check_time("captured_at", captured_at)
+        if type(frame_number) is not int or frame_number < 0:
+            raise ValidationError("frame_number", frame_number, "must be an integer >= 0")
+        rows = self._rows(_get_statement(camera_id, at, frame_number))
+        return _frame(rows[0]) if rows else None
+
+    def latest(self, camera_id: str) -> FrameRecord | None:
+        """The newest frame of ``camera_id``, or None."""
+        _check_camera(camera_id)
+        rows = self._rows(_latest_statement(camera_id))
+        return _frame(rows[0]) if rows else None
+
+    def latest_all(self) -> list[FrameRecord]:
+        """The newest frame of every camera, ordered by camera_id."""
+        return [_frame(row) for row in self._rows(_latest_all_statement())]
+
+    def frames(
+        self,
+        camera_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int | None = None,
+        order: Literal["asc", "desc"] = "asc",
+    ) -> Iterator[FrameRecord]:
+        """The frames of ``camera_id`` captured in ``[start, end)``, streamed
+        from a server-side cursor (a day of frames never sits in memory).
+
+        The iterator holds a pooled connection until it is exhausted or
+        closed (``with contextlib.closing(...)`` when stopping early).
+        """
+        statement = _frames_statement(*_check_frames_args(camera_id, start, end, limit, order))
+        return self._stream(statement)
+
+    def _stream(self, statement: _Statement) -> Iterator[FrameRecord]:
+        with self._pool.connection() as conn, conn.transaction():
+            cursor = conn.cursor(name="framemeta_frames")
+            cursor.itersize = _STREAM_ROWS
+            cursor.execute(statement.query, statement.params)
+            while rows := cursor.fetchmany(_STREAM_ROWS):
+                yield from map(_frame, rows)
+            cursor.close()
+
+    def motion_events(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        camera_id: str | None = None,
+        min_score: float = 0.5,
+    ) -> list[FrameRecord]:
+        """Frames in ``[start, end)`` whose motion_score is at least
+        ``min_score`` (default 0.5, the motion threshold, which the partial
+        index serves; lower values scan), ordered by time."""
+        first, last = _check_range(start, end)
+        camera = _check_camera(camera_id, optional=True)
+        score = _check_score("min_score", min_score)
+        return [_frame(row) for row in self._rows(_motion_statement(first, last, camera, score))]
+
+    def search(
+        self,
+        contains: Mapping[str, Any] | None,
+        start: datetime,
+        end: datetime,
+        *,
+        camera_id: str | None = None,
+        label: str | None = None,
+        min_confidence: float | None = None,
+        limit: int = 100,
+    ) -> list[FrameRecord]:
+        """Frames in ``[start, end)`` whose metadata contains ``contains``
+        (jsonb ``@>``; None matches any), optionally with a detection of
+        ``label`` at ``min_confidence`` or more; the first ``limit`` (at
+        most 10,000) in time order."""
+        statement = _search_statement(
+            *_check_search_args(contains, label, min_confidence, start, end, camera_id, limit)
+        )
+        return [_frame(row) for row in self._rows(statement)]
+
+    def cameras(self) -> list[CameraInfo]:
+        """Every camera with frames, first and last seen, ordered by camera_id."""
+        return [_camera(row) for row in self._rows(_cameras_statement())]
+
+    def stats(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        camera_id: str | None = None,
+        bucket: timedelta = timedelta(hours=1),
+        resolution: Resolution = "auto",
+    ) -> list[StatsRow]:
+        """Statistics per camera and bucket of ``bucket`` width (1 hour by
+        default) over ``[start, end)`` widened to whole buckets, ordered by
+        camera then bucket. ``resolution="auto"`` reads the coarsest source
+        that fits (see `plan`); the answer is the same whichever answers."""
+        first, last, camera, width, chosen = _check_stats_args(
+            start, end, camera_id, bucket, resolution
+        )
+        coverage = self._current_coverage()
+        plan = _make_plan(first, last, width, chosen, coverage)
+        rows: list[StatsRow] = []
+        for part in reversed(plan.parts):
+            statement = _stats_statement(part, width, camera, coverage.threshold)
+            rows.extend(map(_stats_row, self._rows(statement)))
+        rows.sort(key=_stats_order)
+        return rows
+
+    def plan(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        camera_id: str | None = None,
+        bucket: timedelta = timedelta(hours=1),
+        resolution: Resolution = "auto",
+    ) -> StatsPlan:
+        """What `stats` with these arguments reads, and why; runs no statistics."""
+        first, last, _, width, chosen = _check_stats_args(start, end, camera_id, bucket, resolution)
+        return _make_plan(first, last, width, chosen, self._current_coverage())
+
+    def _current_coverage(self) -> _Coverage:
+        coverage = self._coverage
+        if coverage is None or time.monotonic() - coverage.read_at > _COVERAGE_TTL_S:
+            coverage = self._coverage = _Coverage.from_rows(self._rows(_COVERAGE))
+        return coverage
+
+
+class AsyncFrameQuery:
+    """`FrameQuery` for asyncio: the same methods and SQL, awaited, on a
+    `psycopg_pool.AsyncConnectionPool` (``pool``, or one made from ``dsn``
+    and opened by `open` or ``async with``)."""
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: AsyncConnectionPool[Any] | None = None,
+        min_size: int = 1,
+        max_size: int = 4,
+        prepare_threshold: int | None = 5,
+        timeout: float = 10.0,
+    ) -> None:
+        self._coverage: _Coverage | None = None
+        if pool is not None:
+            self._pool = pool
+            self._owns_pool = False
+            return
+        _check_pool_options(min_size, max_size)
+        self._pool = AsyncConnectionPool(
+            _dsn.resolve(dsn),
+            min_size=min_size,
+            max_size=max_size,
+            kwargs=_pool_kwargs(prepare_threshold),
+            check=AsyncConnectionPool.check_connection,
+            timeout=timeout,
+            name="framemeta-query",
+            open=False,
+        )
+        self._owns_pool = True
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The connection pool (for its ``get_stats()``)."""
+        return self._pool
+
+    async def open(self) -> AsyncFrameQuery:
+        """Open the pool made here (``async with`` does it); returns self."""
+        if self._owns_pool:
+            await self._pool.open()
+        return self
+
+    async def close(self) -> None:
+        """Close the pool, if this object made it; idempotent."""
+        if self._owns_pool:
+            await self._pool.close()
+
+    async def __aenter__(self) -> AsyncFrameQuery:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _rows(self, statement: _Statement) -> list[tuple[Any, ...]]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                statement.query, statement.params, prepare=statement.prepare
+            )
+            rows: list[tuple[Any, ...]] = await cursor.fetchall()
+            return rows
+
+    async def get(
+        self, camera_id: str, captured_at: datetime, frame_number: int
+    ) -> FrameRecord | None:
+        """See `FrameQuery.get`."""
+        _check_camera(camera_id)
+        at = _check_time("captured_at", captured_at)
+        if type(frame_number) is not int or frame_number < 0:
+            raise ValidationError("frame_number", frame_number, "must be an integer >= 0")
+        rows = await self._rows(_get_statement(camera_id, at, frame_number))
+        return _frame(rows[0]) if rows else None
+
+    async def latest(self, camera_id: str) -> FrameRecord | None:
+        """See `FrameQuery.latest`."""
+        _check_camera(camera_id)
+        rows = await self._rows(_latest_statement(camera_id))
+        return _frame(rows[0]) if rows else None
+
+    async def latest_all(self) -> list[FrameRecord]:
+        """See `FrameQuery.latest_all`."""
+        return [_frame(row) for row in await self._rows(_latest_all_statement())]
+
+    def frames(
+        self,
+        camera_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int | None = None,
+        order: Literal["asc", "desc"] = "asc",
+    ) -> AsyncIterator[FrameRecord]:
+        """See `FrameQuery.frames`; iterate with ``async for``."""
+        statement = _frames_statement(*_check_frames_args(camera_id, start, end, limit, order))
+        return self._stream(statement)
+
+    async def _stream(self, statement: _Statement) -> AsyncIterator[FrameRecord]:
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = conn.cursor(name="framemeta_frames")
+            await cursor.execute(statement.query, statement.params)
+            while rows := await cursor.fetchmany(_STREAM_ROWS):
+                for row in rows:
+                    yield _frame(row)
+            await cursor.close()
+
+    async def motion_events(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        camera_id: str | None = None,
+        min_score: float = 0.5,
+    ) -> list[FrameRecord]:
+        """See `FrameQuery.motion_events`."""
+        first, last = _check_range(start, end)
+        camera = _check_camera(camera_id, optional=True)
+        score = _check_score("min_score", min_score)
+        rows = await self._rows(_motion_statement(first, last, camera, score))
+        return [_frame(row) for row in rows]
+
+    async def search(
+        self,
+        contains: Mapping[str, Any] | None,
+        start: datetime,
+        end: datetime,
+        *,
+        camera_id: str | None = None,
+        label: str | None = None,
+        min_confidence: float | None = None,
+        limit: int = 100,
+    ) -> list[FrameRecord]:
+        """See `FrameQuery.search`."""
+        statement = _search_statement(
+            *_check_search_args(contains, label, min_confidence, start, end, camera_id, limit)
+        )
+        return [_frame(row) for row in await self._rows(statement)]
+
+    async def cameras(self) -> list[CameraInfo]:
+        """See `FrameQuery.cameras`."""
+        return [_camera(row) for row in await self._rows(_cameras_statement())]
+
+    async def stats(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        camera_id: str | None = None,
+        bucket: timedelta = timedelta(hours=1),
+        resolution: Resolution = "auto",
+    ) -> list[StatsRow]:
+        """See `FrameQuery.stats`."""
+        first, last, camera, width, chosen = _check_stats_args(
+            start, end, camera_id, bucket, resolution
+        )
+        coverage = await self._current_coverage()
+        plan = _make_plan(first, last, width, chosen, coverage)
+        rows: list[StatsRow] = []
+        for part in reversed(plan.parts):
+            statement = _stats_statement(part, width, camera, coverage.threshold)
+            rows.extend(map(_stats_row, await self._rows(statement)))
+        rows.sort(key=_stats_order)
+        return rows
+
+    async def plan(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        camera_id: str | None = None,
+        bucket: timedelta = timedelta(hours=1),
+        resolution: Resolution = "auto",
+    ) -> StatsPlan:
+        """See `FrameQuery.plan`."""
+        first, last, _, width, chosen = _check_stats_args(start, end, camera_id, bucket, resolution)
+        return _make_plan(first, last, width, chosen, await self._current_coverage())
+
+    async def _current_coverage(self) -> _Coverage:
+        coverage = self._coverage
+        if coverage is None or time.monotonic() - coverage.read_at > _COVERAGE_TTL_S:
+            coverage = self._coverage = _Coverage.from_rows(await self._rows(_COVERAGE))
+        return coverage
+
+
+# -- helpers shared by both ---------------------------------------------------
+
+
+def _check_frames_args(
+    camera_id: object, start: object, end: object, limit: object, order: object
+) -> tuple[str, datetime, datetime, int | None, str]:
+    camera = _check_camera(camera_id)
+    assert camera is not None
+    first, last = _check_range(start, end)
+    checked_limit = _check_limit(limit, _MAX_FRAMES_LIMIT, optional=True)
+    if order not in ("asc", "desc"):
+        raise ValidationError("order", order, "must be 'asc' or 'desc'")
+    return camera, first, last, checked_limit, str(order)
+
+
+def _check_search_args(
+    contains: object,
+    label: object,
+    min_confidence: object,
+    start: object,
+    end: object,
+    camera_id: object,
+    limit: object,
+) -> tuple[bytes | None, str | None, float | None, datetime, datetime, str | None, int]:
+    encoded = _check_contains(contains)
+    if label is not None and (
+        not isinstance(label, str) or not 0 < len(label) <= 64 or "\x00" in label
+    ):
+        raise ValidationError("label", label, "must be a string of 1 to 64 characters")
+    confidence = None if min_confidence is None else _check_score("min_confidence", min_confidence)
+    first, last = _check_range(start, end)
+    camera = _check_camera(camera_id, optional=True)
+    checked_limit = _check_limit(limit, _MAX_SEARCH_LIMIT)
+    assert checked_limit is not None
+    return encoded, label, confidence, first, last, camera, checked_limit
+
+
+def _stats_order(row: StatsRow) -> tuple[str, datetime]:
+    return (row.camera_id, row.bucket)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
+def _show(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}Z"
+
+
+def _show_width(width: timedelta) -> str:
+    seconds = width.total_seconds()
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size and math.isclose(seconds % size, 0.0, abs_tol=1e-9):
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
