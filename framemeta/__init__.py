@@ -9,22 +9,28 @@ from framemeta.errors import (
     SpoolError,
     ValidationError,
 )
+from framemeta.query import AsyncFrameQuery, CameraInfo, FrameQuery, StatsPlan, StatsRow
 from framemeta.records import BoundingBox, Detection, FrameRecord
 from framemeta.schema import migrate
 from framemeta.writer import FlushTimeoutError, MetadataWriter, QueueFullError, WriterStats
 
 __all__ = [
+    "AsyncFrameQuery",
     "BoundingBox",
+    "CameraInfo",
     "ConfigurationError",
     "DatabaseError",
     "Detection",
     "FlushTimeoutError",
+    "FrameQuery",
     "FrameRecord",
     "FramemetaError",
     "MetadataWriter",
     "MigrationError",
     "QueueFullError",
     "SpoolError",
+    "StatsPlan",
+    "StatsRow",
     "ValidationError",
     "WriterOptions",
     "WriterStats",

@@ -2,7 +2,8 @@
 
 Starts (or reuses) the demo cluster, creates the ``framemeta_demo`` database,
 migrates it, writes a simulated day of 12 cameras through the MetadataWriter
-and prints throughput, the writer's stats and the database's status.
+and prints throughput, the writer's stats, the database's status and a few
+answers of the Query API.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import psycopg
 
 from framemeta import _status, schema
 from framemeta.embedded import EmbeddedServer
+from framemeta.query import FrameQuery
 from framemeta.records import BoundingBox, Detection, FrameRecord
 from framemeta.writer import MetadataWriter
 
@@ -121,12 +123,36 @@ def run(
             # Fresh statistics, so that the row estimate below is meaningful.
             conn.execute("ANALYZE frame_metadata")
             say(_status.format_table(_status.collect(conn)))
+        _show_answers(dsn, say)
         say(f"look around: framemeta server start, then psql '{dsn}'")
     finally:
         if not keep_running and not already_running:
             server.stop()
             say("demo server stopped (data kept; `framemeta demo --keep-running` leaves it up)")
     return 0
+
+
+def _show_answers(dsn: str, say: Callable[[str], None]) -> None:
+    """A few answers of the Query API: the newest frame of each camera, and
+    the last hour's statistics with the plan that produced them."""
+    with FrameQuery(dsn, max_size=1) as query:
+        say("latest frame of each camera:")
+        for frame in query.latest_all():
+            motion = "-" if frame.motion_score is None else f"{frame.motion_score:.2f}"
+            say(f"  {frame.camera_id} #{frame.frame_number} at {frame.captured_at:%H:%M:%S}Z: "
+                f"motion {motion}, {len(frame.detections)} detection(s)")  # fmt: skip
+        now = datetime.now(UTC)
+        start, bucket = now - timedelta(hours=1), timedelta(minutes=10)
+        say(str(query.plan(start, now, bucket=bucket)))
+        totals: dict[datetime, list[int]] = {}
+        for row in query.stats(start, now, bucket=bucket):
+            total = totals.setdefault(row.bucket, [0, 0, 0])
+            total[0] += row.frames
+            total[1] += row.motion_events
+            total[2] += row.detections
+        for moment, (frames, events, detections) in sorted(totals.items()):
+            say(f"  {moment:%H:%M}Z all cameras: {frames:,} frames, {events:,} motion, "
+                f"{detections:,} detections")  # fmt: skip
 
 
 class _Progress:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -571,7 +571,7 @@ def _check_stats_args(
         raise ValidationError("resolution", resolution, f"must be one of {', '.join(RESOLUTIONS)}")
     if not isinstance(bucket, timedelta) or bucket <= timedelta(0):
         raise ValidationError("bucket", bucket, "must be a positive timedelta")
-    width = _WIDTHS[str(resolution)]
+    width = _WIDTHS.get(str(resolution))
     if width is not None and bucket % width:
         raise ValidationError(
             "bucket",
@@ -714,7 +714,7 @@ class FrameQuery:
         *,
         limit: int | None = None,
         order: Literal["asc", "desc"] = "asc",
-    ) -> Iterator[FrameRecord]:
+    ) -> Generator[FrameRecord, None, None]:
         """The frames of ``camera_id`` captured in ``[start, end)``, streamed
         from a server-side cursor (a day of frames never sits in memory).
 
@@ -724,7 +724,7 @@ class FrameQuery:
         statement = _frames_statement(*_check_frames_args(camera_id, start, end, limit, order))
         return self._stream(statement)
 
-    def _stream(self, statement: _Statement) -> Iterator[FrameRecord]:
+    def _stream(self, statement: _Statement) -> Generator[FrameRecord, None, None]:
         with self._pool.connection() as conn, conn.transaction():
             cursor = conn.cursor(name="framemeta_frames")
             cursor.itersize = _STREAM_ROWS
@@ -910,12 +910,12 @@ class AsyncFrameQuery:
         *,
         limit: int | None = None,
         order: Literal["asc", "desc"] = "asc",
-    ) -> AsyncIterator[FrameRecord]:
+    ) -> AsyncGenerator[FrameRecord, None]:
         """See `FrameQuery.frames`; iterate with ``async for``."""
         statement = _frames_statement(*_check_frames_args(camera_id, start, end, limit, order))
         return self._stream(statement)
 
-    async def _stream(self, statement: _Statement) -> AsyncIterator[FrameRecord]:
+    async def _stream(self, statement: _Statement) -> AsyncGenerator[FrameRecord, None]:
         async with self._pool.connection() as conn, conn.transaction():
             cursor = conn.cursor(name="framemeta_frames")
             await cursor.execute(statement.query, statement.params)

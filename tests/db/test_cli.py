@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -24,6 +28,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         timeout=120,
         check=False,
     )
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A directory the postgres OS user can enter (pytest's tmp_path is
+    private to the user running the tests)."""
+    base = Path(tempfile.mkdtemp(prefix="framemeta-cli-"))
+    base.chmod(0o711)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -144,14 +158,8 @@ def test_status_counts_frames_of_a_young_table(db_dsn: str) -> None:
 
 
 @pytest.mark.usefixtures("embedded_only")
-def test_server_start_status_stop() -> None:
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    base = Path(tempfile.mkdtemp(prefix="framemeta-cli-"))
-    base.chmod(0o711)
-    directory = str(base / "cluster")
+def test_server_start_status_stop(server_dir: Path) -> None:
+    directory = str(server_dir / "cluster")
     try:
         started = run_cli("server", "start", "--data-dir", directory)
         running = run_cli("server", "status", "--data-dir", directory)
@@ -163,7 +171,6 @@ def test_server_start_status_stop() -> None:
         after = run_cli("server", "status", "--data-dir", directory)
     finally:
         run_cli("server", "stop", "--data-dir", directory)
-        shutil.rmtree(base, ignore_errors=True)
 
     assert started.returncode == 0, started.stderr
     assert "already running" in again.stdout
@@ -256,3 +263,16 @@ def test_maintain_rebuild_rollups_reports_each_level(db_dsn: str) -> None:
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("rebuild ")]
     assert [line.split()[1] for line in lines] == ["1m", "1h", "1d"]
+
+
+@pytest.mark.usefixtures("embedded_only")
+def test_demo_ends_with_answers_of_the_query_api(server_dir: Path) -> None:
+    result = run_cli(
+        "demo", "--data-dir", str(server_dir / "demo"), "--cameras", "2", "--hours", "0.2"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "latest frame of each camera:" in result.stdout
+    assert "  cam-01 #" in result.stdout
+    assert "resolution=auto" in result.stdout
+    assert "all cameras:" in result.stdout

@@ -1,0 +1,408 @@
+"""The Query API against a real server: typed records back, streaming,
+searches, statistics identical whichever source answers, plans that say why,
+arguments checked before any SQL, and a pool that does not leak."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg.conninfo import make_conninfo
+
+from framemeta import BoundingBox, Detection, FrameRecord, MetadataWriter, ValidationError
+from framemeta._copy import copy_batch, encode_batch
+from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
+from tests.frames import START, frames, refresh_rollups
+
+COUNT = 4000  # 4 cameras, 10 frames/s: 100 s each
+
+
+@pytest.fixture
+def loaded(db_dsn: str) -> tuple[str, list[FrameRecord]]:
+    records = list(frames(COUNT))
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(records)
+    refresh_rollups(db_dsn)
+    return db_dsn, records
+
+
+@pytest.fixture
+def query(loaded: tuple[str, list[FrameRecord]]) -> Iterator[FrameQuery]:
+    with FrameQuery(loaded[0]) as frame_query:
+        yield frame_query
+
+
+def test_get_latest_and_latest_all_return_the_records_written(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    _, records = loaded
+    sample = records[84]  # frame 21 of cam-00: has a detection with a box, and metadata
+    assert sample.detections
+    assert sample.metadata
+
+    assert query.get(*sample.key) == sample
+    assert query.get(sample.camera_id, sample.captured_at, 10**9) is None
+    newest = {record.camera_id: record for record in records}  # written in time order
+    assert query.latest("cam-02") == newest["cam-02"]
+    assert query.latest("cam-99") is None
+    assert query.latest_all() == [newest[camera] for camera in sorted(newest)]
+
+
+def test_frames_stream_in_order_with_a_limit(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    _, records = loaded
+    camera = [record for record in records if record.camera_id == "cam-01"]
+    start, end = camera[100].captured_at, camera[900].captured_at
+
+    ascending = list(query.frames("cam-01", start, end))
+    descending = list(query.frames("cam-01", start, end, order="desc", limit=5))
+
+    assert ascending == camera[100:900]
+    assert descending == camera[895:900][::-1]
+    with contextlib.closing(query.frames("cam-01", start, end)) as stream:
+        assert next(stream) == camera[100]
+    stats = query.pool.get_stats()
+    assert stats["pool_available"] == stats["pool_size"]  # the early stop gave it back
+
+
+def test_motion_events_use_the_threshold_or_a_lower_score(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    _, records = loaded
+    start, end = START, START + timedelta(minutes=10)
+
+    events = query.motion_events(start, end, camera_id="cam-03")
+    lower = query.motion_events(start, end, min_score=0.25)
+
+    expected = [r for r in records if r.camera_id == "cam-03" and (r.motion_score or 0) >= 0.5]
+    assert events == expected
+    assert len(lower) == sum(1 for r in records if (r.motion_score or 0) >= 0.25)
+    assert [(r.captured_at, r.camera_id) for r in lower] == sorted(
+        (r.captured_at, r.camera_id) for r in lower
+    )
+
+
+def test_search_by_metadata_and_by_detection(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    _, records = loaded
+    start, end = START, START + timedelta(minutes=10)
+
+    gate = query.search({"zone": "gate"}, start, end, limit=10_000)
+    one_camera = query.search({"zone": "gate"}, start, end, camera_id="cam-00", limit=10_000)
+    people = query.search(None, start, end, label="person", min_confidence=0.8, limit=10_000)
+    unsure = query.search(None, start, end, label="person", min_confidence=0.9)
+    first_three = query.search({"zone": "gate"}, start, end, limit=3)
+
+    assert len(gate) == sum(1 for r in records if r.metadata.get("zone") == "gate")
+    assert {r.camera_id for r in one_camera} == {"cam-00"}
+    assert len(one_camera) == sum(
+        1 for r in records if r.camera_id == "cam-00" and r.metadata.get("zone") == "gate"
+    )
+    assert len(people) == sum(1 for r in records if r.detections)
+    assert unsure == []  # every detection has confidence 0.875
+    assert first_three == gate[:3]
+
+
+def test_hostile_metadata_keys_are_values_not_sql(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    hostile = {"zone'); DROP TABLE frame_metadata; --": "x", '"\\': ["%s", "%(start)s"]}
+
+    found = query.search(hostile, START, START + timedelta(hours=1))
+
+    assert found == []
+    assert query.latest("cam-00") is not None  # the table is still there
+
+
+def test_cameras_with_first_and_last_seen(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    _, records = loaded
+
+    cameras = query.cameras()
+
+    assert [camera.camera_id for camera in cameras] == ["cam-00", "cam-01", "cam-02", "cam-03"]
+    first = cameras[0]
+    own = [r for r in records if r.camera_id == "cam-00"]
+    assert (first.first_seen, first.last_seen, first.frames) == (
+        own[0].captured_at,
+        own[-1].captured_at,
+        len(own),
+    )
+
+
+def test_async_query_gives_the_same_answers(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    dsn, records = loaded
+    start, end = START, START + timedelta(minutes=10)
+
+    async def run() -> tuple[Any, ...]:
+        async with AsyncFrameQuery(dsn) as aquery:
+            streamed = [record async for record in aquery.frames("cam-01", start, end)]
+            return (
+                await aquery.get(*records[84].key),
+                await aquery.latest_all(),
+                streamed,
+                await aquery.motion_events(start, end),
+                await aquery.search({"zone": "gate"}, start, end, limit=50),
+                await aquery.cameras(),
+                await aquery.stats(start, end, bucket=timedelta(minutes=1)),
+                str(await aquery.plan(start, end, bucket=timedelta(minutes=1))),
+            )
+
+    answers = asyncio.run(run())
+
+    assert answers == (
+        query.get(*records[84].key),
+        query.latest_all(),
+        list(query.frames("cam-01", start, end)),
+        query.motion_events(start, end),
+        query.search({"zone": "gate"}, start, end, limit=50),
+        query.cameras(),
+        query.stats(start, end, bucket=timedelta(minutes=1)),
+        str(query.plan(start, end, bucket=timedelta(minutes=1))),
+    )
+
+
+# -- statistics ---------------------------------------------------------------
+
+BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+LABELS = ("person", "car", "dog")
+
+random_frames = st.lists(
+    st.builds(
+        lambda camera, seconds, number, motion, brightness, labels: FrameRecord(
+            f"cam-{camera}",
+            BASE + timedelta(seconds=seconds),
+            number,
+            motion_score=motion,
+            brightness=brightness,
+            detections=[Detection(label, 0.8, BoundingBox(1.0, 1.0, 2.0, 2.0)) for label in labels],
+        ),
+        camera=st.integers(0, 2),
+        seconds=st.integers(0, 3 * 86_400 - 1),
+        number=st.integers(0, 10**6),
+        motion=st.none() | st.floats(0, 1, width=32),
+        brightness=st.none() | st.floats(0, 1, width=32),
+        labels=st.lists(st.sampled_from(LABELS), max_size=3),
+    ),
+    min_size=1,
+    max_size=80,
+    unique_by=lambda record: record.key,
+)
+
+
+def _comparable(rows: list[StatsRow]) -> list[tuple[Any, ...]]:
+    """Every field, with the averages rounded: sums of the same values
+    grouped differently may differ in the last bits of a double."""
+    names = [field.name for field in attrs.fields(StatsRow)]
+    return [
+        tuple(
+            round(value, 9) if name.endswith("_avg") and value is not None else value
+            for name, value in zip(names, attrs.astuple(row, recurse=False), strict=True)
+        )
+        for row in rows
+    ]
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(records=random_frames)
+def test_stats_are_identical_whichever_source_answers(
+    db_dsn: str, records: list[FrameRecord]
+) -> None:
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE frame_metadata")
+        if conn.execute("SELECT framemeta_edition()").fetchone() != ("timescale",):
+            conn.execute("TRUNCATE frame_stats_1m, frame_stats_1h, frame_stats_1d")
+        with conn.transaction():
+            copy_batch(conn, encode_batch(records))
+    refresh_rollups(db_dsn)
+    start, end = BASE + timedelta(hours=5, minutes=17), BASE + timedelta(days=2, hours=3)
+
+    with FrameQuery(db_dsn) as query:
+        for bucket, sources in (
+            (timedelta(days=1), ("1d", "1h", "1m", "raw")),
+            (timedelta(hours=6), ("1h", "1m", "raw")),
+            (timedelta(minutes=7), ("1m", "raw")),
+        ):
+            answers = {
+                source: _comparable(query.stats(start, end, bucket=bucket, resolution=source))
+                for source in (*sources, "auto")
+            }
+            plan = query.plan(start, end, bucket=bucket)
+            assert plan.source == sources[0]
+            for source, answer in answers.items():
+                assert answer == answers["raw"], f"{source} differs from raw for {bucket}"
+            # Whole buckets: every frame of the widened range is counted once.
+            assert sum(row[2] for row in answers["raw"]) == sum(
+                1 for record in records if plan.start <= record.captured_at < plan.end
+            )
+
+
+def test_stats_cover_whole_buckets_and_derive_averages(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    _, records = loaded
+
+    rows = query.stats(
+        START + timedelta(seconds=30), START + timedelta(seconds=61), bucket=timedelta(minutes=1)
+    )
+
+    assert [(row.camera_id, row.bucket) for row in rows] == [
+        (f"cam-0{camera}", START + timedelta(minutes=minute))
+        for camera in range(4)
+        for minute in range(2)
+    ]
+    first = rows[0]
+    own = [
+        r
+        for r in records
+        if r.camera_id == "cam-00" and r.captured_at < START + timedelta(minutes=1)
+    ]
+    assert first.frames == len(own) == 600
+    assert first.motion_avg == pytest.approx(sum(r.motion_score for r in own) / 600)  # type: ignore[misc]
+    assert first.detections_by_label == {"person": sum(1 for r in own if r.detections)}
+    assert first.brightness_avg == pytest.approx(0.5)
+
+
+def test_plan_names_the_source_and_what_retention_dropped(db_dsn: str) -> None:
+    now = datetime.now(UTC)
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
+            " SELECT 'cam-1', now() - make_interval(days => d), d FROM generate_series(0, 40) AS d"
+        )
+        refresh_rollups(db_dsn)
+        conn.execute("SELECT framemeta_apply_retention()")
+
+    with FrameQuery(db_dsn) as query:
+        week = query.plan(now - timedelta(days=7), now, bucket=timedelta(hours=1))
+        seconds = query.plan(now - timedelta(days=20), now, bucket=timedelta(seconds=10))
+        day = query.plan(now - timedelta(days=40), now, bucket=timedelta(days=1))
+
+    assert week.source == "1h"
+    assert week.missing == ()
+    assert seconds.source == "raw"
+    assert seconds.missing  # raw keeps 7 days (and a day's chunk)
+    assert "not whole minutes: only raw frames have them" in str(seconds)
+    assert "nothing before" in str(seconds)
+    assert day.source == "1d"
+    assert day.missing == ()
+
+
+# -- arguments ----------------------------------------------------------------
+
+
+class _NoPool:
+    """A pool that fails the test if a query reaches it."""
+
+    def connection(self) -> Any:
+        raise AssertionError("SQL ran before the arguments were checked")
+
+
+NOW = datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda q: q.stats(NOW.replace(tzinfo=None), NOW), "start"),
+        (lambda q: q.stats(NOW, NOW - timedelta(hours=1)), "end"),
+        (lambda q: q.stats(NOW - timedelta(hours=1), NOW, resolution="5m"), "resolution"),
+        (lambda q: q.stats(NOW - timedelta(hours=1), NOW, bucket=timedelta(0)), "bucket"),
+        (lambda q: q.stats(NOW - timedelta(hours=1), NOW, bucket=timedelta(seconds=-5)), "bucket"),
+        (
+            lambda q: q.stats(
+                NOW - timedelta(hours=1), NOW, bucket=timedelta(seconds=90), resolution="1m"
+            ),
+            "bucket",
+        ),
+        (
+            lambda q: q.stats(NOW - timedelta(days=365), NOW, bucket=timedelta(seconds=1)),
+            "bucket",
+        ),
+        (lambda q: q.stats(NOW - timedelta(hours=1), NOW, camera_id="x' OR 1=1 --"), "camera_id"),
+        (lambda q: q.plan(NOW - timedelta(hours=1), NOW, bucket=3600), "bucket"),
+        (lambda q: q.latest("cam/../1"), "camera_id"),
+        (lambda q: q.get("cam-1", NOW.replace(tzinfo=None), 1), "captured_at"),
+        (lambda q: q.get("cam-1", NOW, -1), "frame_number"),
+        (lambda q: list(q.frames("cam-1", NOW - timedelta(hours=1), NOW, limit=0)), "limit"),
+        (lambda q: list(q.frames("cam-1", NOW - timedelta(hours=1), NOW, order="up")), "order"),
+        (lambda q: q.search({"a": 1}, NOW - timedelta(hours=1), NOW, limit=10**6), "limit"),
+        (lambda q: q.search({1: "a"}, NOW - timedelta(hours=1), NOW), "contains"),
+        (lambda q: q.search({"a": object()}, NOW - timedelta(hours=1), NOW), "contains"),
+        (
+            lambda q: q.search(None, NOW - timedelta(hours=1), NOW, min_confidence=2),
+            "min_confidence",
+        ),
+        (lambda q: q.motion_events(NOW - timedelta(hours=1), NOW, min_score=-0.1), "min_score"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_sql(call: Any, field: str) -> None:
+    query = FrameQuery(pool=_NoPool())  # type: ignore[arg-type]
+
+    with pytest.raises(ValidationError) as error:
+        call(query)
+
+    assert error.value.field == field
+
+
+# -- the pool -----------------------------------------------------------------
+
+
+def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> None:
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        admin.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
+            " VALUES ('cam-1', now(), 1)"
+        )
+        admin.execute("DROP ROLE IF EXISTS leak_reader")
+        admin.execute("CREATE ROLE leak_reader LOGIN IN ROLE framemeta_reader")
+        admin.execute("REVOKE SELECT ON frame_stats_1d FROM framemeta_reader")  # cameras() fails
+    reader = make_conninfo(db_dsn, user="leak_reader")
+    failures = 0
+    try:
+        with FrameQuery(reader, max_size=3) as query:
+            baseline = query.pool.get_stats()
+            for call in range(10_000):
+                try:
+                    if call % 4 == 0:
+                        query.latest("cam-1")
+                    elif call % 4 == 1:
+                        query.get("cam-1", NOW, call)
+                    elif call % 4 == 2:
+                        query.cameras()
+                    else:
+                        with contextlib.closing(
+                            query.frames("cam-1", NOW - timedelta(days=1), NOW + timedelta(days=1))
+                        ) as stream:
+                            next(stream, None)
+                except psycopg.errors.InsufficientPrivilege:
+                    failures += 1
+            stats = query.pool.get_stats()
+            with psycopg.connect(db_dsn) as admin:
+                row = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'leak_reader'"
+                ).fetchone()
+        assert failures == 2500
+        assert stats["pool_available"] == stats["pool_size"] <= 3
+        assert stats["pool_size"] >= baseline["pool_size"]
+        assert row is not None
+        assert row[0] <= 3
+    finally:
+        with psycopg.connect(db_dsn, autocommit=True) as admin:
+            admin.execute("DROP OWNED BY leak_reader")
+            admin.execute("DROP ROLE leak_reader")
