@@ -63,6 +63,13 @@ def encoded_batches(records: list[FrameRecord]) -> list[EncodedBatch]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from benchmarks.test_query_bench import pytest_terminal_summary_lines
+
+    query_lines = pytest_terminal_summary_lines()
+    if query_lines:
+        terminalreporter.section("queries: a week of 12 cameras, warm pool")
+        for line in query_lines:
+            terminalreporter.line(line)
     if not INGEST_RESULTS:
         return
     writer = terminalreporter

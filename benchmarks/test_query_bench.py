@@ -1,0 +1,281 @@
+"""The Query API on a week of frames (benchmarks/query_data.py): p50 and p99
+of at least 200 varied calls of each method from a warm pool, and for calls
+that stream thousands of rows the time to the last typed record beside a
+bare psycopg ``fetchall()`` of the same rows as tuples, in the same run.
+
+Targets (README, "Measured"): p99 <= 5 ms for calls returning a few
+hundred rows, <= 1 ms for get/latest, <= 15 ms for a week of hourly stats of
+every camera; streaming <= 1.5x the bare fetch.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from benchmarks.query_data import CAMERAS, DAYS, bench_server, ensure_dataset
+from framemeta import FrameQuery
+from framemeta.query import _FRAME_COLUMNS
+
+CALLS = 200
+QUERY_RESULTS: dict[str, tuple[float, float, float | None]] = {}
+"""p50 and p99 in ms, and the target p99, per benchmark."""
+STREAM_RATIOS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def week() -> Iterator[tuple[str, datetime]]:
+    with bench_server() as admin_dsn:
+        yield ensure_dataset(admin_dsn)
+
+
+@pytest.fixture(scope="module")
+def query(week: tuple[str, datetime]) -> Iterator[FrameQuery]:
+    with FrameQuery(week[0], max_size=2) as frame_query:
+        frame_query.latest("cam-00")  # warm: a connection is open
+        yield frame_query
+
+
+def _camera(rng: random.Random) -> str:
+    return f"cam-{rng.randrange(CAMERAS):02d}"
+
+
+def _moment(rng: random.Random, end: datetime, margin: timedelta) -> datetime:
+    span = timedelta(days=DAYS) - margin
+    return end - timedelta(days=DAYS) + timedelta(seconds=rng.randrange(int(span.total_seconds())))
+
+
+def _measure(
+    benchmark: BenchmarkFixture,
+    name: str,
+    call: Callable[[random.Random], Any],
+    target_ms: float | None,
+    rounds: int = CALLS,
+) -> None:
+    rng = random.Random(name)
+    for _ in range(5):  # warm the statement and the cache
+        call(rng)
+    benchmark.pedantic(call, setup=lambda: ((rng,), {}), rounds=rounds, iterations=1)  # type: ignore[no-untyped-call]
+    assert benchmark.stats is not None
+    data = sorted(benchmark.stats.stats.data)
+    p50 = data[len(data) // 2] * 1000
+    p99 = data[min(len(data) - 1, int(len(data) * 0.99))] * 1000
+    QUERY_RESULTS[name] = (p50, p99, target_ms)
+
+
+def test_get(benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]) -> None:
+    _, end = week
+    start = end - timedelta(days=DAYS)
+
+    def call(rng: random.Random) -> Any:
+        camera = rng.randrange(CAMERAS)
+        second = rng.randrange(DAYS * 86_400)
+        at = start + timedelta(seconds=second, milliseconds=7 * camera)
+        found = query.get(f"cam-{camera:02d}", at, second)
+        assert found is not None
+        return found
+
+    _measure(benchmark, "get", call, 1.0)
+
+
+def test_latest(benchmark: BenchmarkFixture, query: FrameQuery) -> None:
+    _measure(benchmark, "latest", lambda rng: query.latest(_camera(rng)), 1.0)
+
+
+def test_latest_all(benchmark: BenchmarkFixture, query: FrameQuery) -> None:
+    _measure(benchmark, "latest_all", lambda rng: query.latest_all(), 5.0)
+
+
+def test_frames_of_a_camera_minute(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    def call(rng: random.Random) -> Any:
+        start = _moment(rng, week[1], timedelta(minutes=1))
+        return list(query.frames(_camera(rng), start, start + timedelta(minutes=1)))
+
+    _measure(benchmark, "frames, a camera-minute", call, 5.0)
+
+
+def test_motion_events_of_a_camera_hour(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    def call(rng: random.Random) -> Any:
+        start = _moment(rng, week[1], timedelta(hours=1))
+        return query.motion_events(start, start + timedelta(hours=1), camera_id=_camera(rng))
+
+    _measure(benchmark, "motion_events, a camera-hour", call, 5.0)
+
+
+def test_search_a_camera_hour(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    zones = ("north-gate", "loading-bay", "lobby", "car-park")
+
+    def call(rng: random.Random) -> Any:
+        camera = rng.randrange(CAMERAS)
+        start = _moment(rng, week[1], timedelta(hours=1))
+        return query.search(
+            {"zone": zones[camera % 4], "keyframe": True},
+            start,
+            start + timedelta(hours=1),
+            camera_id=f"cam-{camera:02d}",
+        )
+
+    _measure(benchmark, "search, a camera-hour", call, 5.0)
+
+
+def test_search_a_day_of_every_camera(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    def call(rng: random.Random) -> Any:
+        start = _moment(rng, week[1], timedelta(days=1))
+        return query.search({"zone": "lobby"}, start, start + timedelta(days=1), limit=100)
+
+    _measure(benchmark, "search, a day of all cameras (limit 100)", call, 5.0)
+
+
+def test_cameras(benchmark: BenchmarkFixture, query: FrameQuery) -> None:
+    _measure(benchmark, "cameras", lambda rng: query.cameras(), 5.0)
+
+
+def test_stats_of_a_camera_day_by_hour(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    def call(rng: random.Random) -> Any:
+        start = _moment(rng, week[1], timedelta(days=1))
+        return query.stats(
+            start, start + timedelta(days=1), camera_id=_camera(rng), bucket=timedelta(hours=1)
+        )
+
+    _measure(benchmark, "stats, a camera-day by hour", call, 5.0)
+
+
+def test_stats_of_a_camera_year_by_day(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    def call(rng: random.Random) -> Any:
+        return query.stats(
+            week[1] - timedelta(days=365),
+            week[1],
+            camera_id=_camera(rng),
+            bucket=timedelta(days=1),
+        )
+
+    _measure(benchmark, "stats, a camera-year by day", call, 5.0)
+
+
+def test_stats_of_a_week_of_every_camera_by_hour(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    def call(rng: random.Random) -> Any:
+        shift = timedelta(hours=rng.randrange(24))
+        rows = query.stats(
+            week[1] - timedelta(days=DAYS) - shift, week[1] - shift, bucket=timedelta(hours=1)
+        )
+        assert len(rows) >= 2000
+        return rows
+
+    _measure(benchmark, "stats, a week of all cameras by hour (1h)", call, 15.0)
+
+
+def test_stats_of_a_week_of_every_camera_by_hour_from_raw(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    def call(rng: random.Random) -> Any:
+        return query.stats(
+            week[1] - timedelta(days=DAYS), week[1], bucket=timedelta(hours=1), resolution="raw"
+        )
+
+    _measure(benchmark, "stats, the same from raw (side by side)", call, None, rounds=3)
+
+
+# -- streaming: typed records beside a bare fetch ------------------------------
+
+
+def _bare(dsn: str, sql: str, params: tuple[Any, ...]) -> Callable[[], int]:
+    conn = psycopg.connect(dsn, autocommit=True)
+
+    def fetch() -> int:
+        return len(conn.execute(sql, params, prepare=False).fetchall())
+
+    return fetch
+
+
+def _side_by_side(name: str, typed: Callable[[], int], bare: Callable[[], int]) -> None:
+    for _ in range(3):
+        typed(), bare()
+    typed_times, bare_times = [], []
+    for _ in range(15):
+        started = time.perf_counter()
+        typed_rows = typed()
+        typed_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        bare_rows = bare()
+        bare_times.append(time.perf_counter() - started)
+        assert typed_rows == bare_rows
+    typed_median = sorted(typed_times)[len(typed_times) // 2]
+    bare_median = sorted(bare_times)[len(bare_times) // 2]
+    STREAM_RATIOS[name] = typed_median / bare_median
+    QUERY_RESULTS[f"{name} (typed)"] = (typed_median * 1000, max(typed_times) * 1000, None)
+    QUERY_RESULTS[f"{name} (bare fetchall)"] = (bare_median * 1000, max(bare_times) * 1000, None)
+
+
+def test_frames_of_a_camera_hour_beside_a_bare_fetch(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    dsn, end = week
+    start = end - timedelta(hours=30)
+    stop = start + timedelta(hours=1)
+    sql = (
+        f"SELECT {_FRAME_COLUMNS.as_string()} FROM frame_metadata"
+        " WHERE camera_id = %s AND captured_at >= %s AND captured_at < %s"
+        " ORDER BY captured_at, frame_number"
+    )
+    bare = _bare(dsn, sql, ("cam-05", start, stop))
+
+    def typed() -> int:
+        return len(list(query.frames("cam-05", start, stop)))
+
+    _side_by_side("frames, a camera-hour (3,600 rows)", typed, bare)
+    benchmark.pedantic(typed, rounds=5, iterations=1)  # type: ignore[no-untyped-call]
+
+
+def test_motion_events_of_an_hour_beside_a_bare_fetch(
+    benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime]
+) -> None:
+    dsn, end = week
+    start = end - timedelta(hours=30)
+    stop = start + timedelta(hours=1)
+    sql = (
+        f"SELECT {_FRAME_COLUMNS.as_string()} FROM frame_metadata"
+        " WHERE captured_at >= %s AND captured_at < %s AND motion_score >= 0.5"
+        " AND motion_score >= %s ORDER BY captured_at, camera_id, frame_number"
+    )
+    bare = _bare(dsn, sql, (start, stop, 0.5))
+
+    def typed() -> int:
+        return len(query.motion_events(start, stop))
+
+    _side_by_side("motion_events, all cameras for an hour", typed, bare)
+    benchmark.pedantic(typed, rounds=5, iterations=1)  # type: ignore[no-untyped-call]
+
+
+def pytest_terminal_summary_lines() -> list[str]:
+    """The p50/p99 table and the streaming ratios, for the session summary."""
+    lines = []
+    for name, (p50, p99, target) in QUERY_RESULTS.items():
+        verdict = "" if target is None else (
+            f"  target p99 <= {target:g} ms: {'met' if p99 <= target else 'MISSED'}"
+        )  # fmt: skip
+        lines.append(f"{name:<50} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms{verdict}")
+    for name, ratio in STREAM_RATIOS.items():
+        verdict = "met" if ratio <= 1.5 else "MISSED"
+        lines.append(f"{name:<50} typed / bare fetchall {ratio:.2f}x  target <= 1.5x: {verdict}")
+    return lines
