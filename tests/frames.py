@@ -64,3 +64,17 @@ def refresh_rollups(dsn: str) -> None:
             return
         for relation in ROLLUPS:
             conn.execute(f"CALL refresh_continuous_aggregate('{relation}', NULL, NULL)")
+
+
+def empty_frames(dsn: str) -> None:
+    """Remove every frame and every rollup row. Community edition: DELETE,
+    whose rows the continuous aggregates' invalidation log records, then a
+    refresh. (Twice, a test that emptied the raw table with TRUNCATE found a
+    stale rollup row afterwards; a loop of TRUNCATE and refresh did not
+    reproduce it.) Apache edition: TRUNCATE all four tables."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
+            conn.execute("DELETE FROM frame_metadata")
+        else:
+            conn.execute("TRUNCATE frame_metadata, frame_stats_1m, frame_stats_1h, frame_stats_1d")
+    refresh_rollups(dsn)

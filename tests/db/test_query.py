@@ -20,7 +20,7 @@ from psycopg.conninfo import make_conninfo
 from framemeta import BoundingBox, Detection, FrameRecord, MetadataWriter, ValidationError
 from framemeta._copy import copy_batch, encode_batch
 from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
-from tests.frames import START, frames, refresh_rollups
+from tests.frames import START, empty_frames, frames, refresh_rollups
 
 COUNT = 4000  # 4 cameras, 10 frames/s: 100 s each
 
@@ -223,12 +223,9 @@ def _comparable(rows: list[StatsRow]) -> list[tuple[Any, ...]]:
 def test_stats_are_identical_whichever_source_answers(
     db_dsn: str, records: list[FrameRecord]
 ) -> None:
-    with psycopg.connect(db_dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE frame_metadata")
-        if conn.execute("SELECT framemeta_edition()").fetchone() != ("timescale",):
-            conn.execute("TRUNCATE frame_stats_1m, frame_stats_1h, frame_stats_1d")
-        with conn.transaction():
-            copy_batch(conn, encode_batch(records))
+    empty_frames(db_dsn)
+    with psycopg.connect(db_dsn, autocommit=True) as conn, conn.transaction():
+        copy_batch(conn, encode_batch(records))
     refresh_rollups(db_dsn)
     start, end = BASE + timedelta(hours=5, minutes=17), BASE + timedelta(days=2, hours=3)
 

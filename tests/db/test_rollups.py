@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from framemeta import BoundingBox, Detection, FrameRecord
 from framemeta._copy import copy_batch, encode_batch, insert_idempotent
-from tests.frames import refresh_rollups
+from tests.frames import empty_frames, refresh_rollups
 from tests.rollup_checks import assert_rollups_consistent
 
 BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
@@ -41,14 +41,6 @@ frames_strategy = st.lists(
 )
 
 
-def _empty(dsn: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE frame_metadata")
-        if conn.execute("SELECT framemeta_edition()").fetchone() != ("timescale",):
-            conn.execute("TRUNCATE frame_stats_1m, frame_stats_1h, frame_stats_1d")
-    refresh_rollups(dsn)
-
-
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -56,7 +48,7 @@ def _empty(dsn: str) -> None:
 def test_every_level_equals_raw_whatever_the_arrival_order(
     db_dsn: str, batches: list[list[FrameRecord]], replay: bool
 ) -> None:
-    _empty(db_dsn)
+    empty_frames(db_dsn)
     with psycopg.connect(db_dsn) as conn:
         for batch in batches:
             # One statement per batch; duplicates within and across batches
