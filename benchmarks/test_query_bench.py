@@ -25,6 +25,8 @@ from framemeta import FrameQuery
 from framemeta.query import _FRAME_COLUMNS
 
 CALLS = 200
+# The first test also builds the dataset when it is missing (minutes).
+pytestmark = pytest.mark.timeout(1800)
 QUERY_RESULTS: dict[str, tuple[float, float, float | None]] = {}
 """p50 and p99 in ms, and the target p99, per benchmark."""
 STREAM_RATIOS: dict[str, float] = {}
@@ -58,9 +60,10 @@ def _measure(
     call: Callable[[random.Random], Any],
     target_ms: float | None,
     rounds: int = CALLS,
+    warmup: int = 5,
 ) -> None:
     rng = random.Random(name)
-    for _ in range(5):  # warm the statement and the cache
+    for _ in range(warmup):  # warm the statement and the cache
         call(rng)
     benchmark.pedantic(call, setup=lambda: ((rng,), {}), rounds=rounds, iterations=1)  # type: ignore[no-untyped-call]
     assert benchmark.stats is not None
@@ -179,7 +182,7 @@ def test_stats_of_a_week_of_every_camera_by_hour(
         rows = query.stats(
             week[1] - timedelta(days=DAYS) - shift, week[1] - shift, bucket=timedelta(hours=1)
         )
-        assert len(rows) >= 2000
+        assert len(rows) >= CAMERAS * (DAYS * 24 - 23)  # the shift leaves the last hours out
         return rows
 
     _measure(benchmark, "stats, a week of all cameras by hour (1h)", call, 15.0)
@@ -193,7 +196,7 @@ def test_stats_of_a_week_of_every_camera_by_hour_from_raw(
             week[1] - timedelta(days=DAYS), week[1], bucket=timedelta(hours=1), resolution="raw"
         )
 
-    _measure(benchmark, "stats, the same from raw (side by side)", call, None, rounds=3)
+    _measure(benchmark, "stats, the same from raw (side by side)", call, None, rounds=3, warmup=1)
 
 
 # -- streaming: typed records beside a bare fetch ------------------------------

