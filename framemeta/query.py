@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import AsyncGenerator, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -651,6 +652,31 @@ def _check_contains(contains: object) -> bytes | None:
 # -- the two executors --------------------------------------------------------
 
 
+# A connection back in the pool less than this long ago is not checked again
+# on checkout: the check is a round trip, as long as a point lookup.
+_CHECK_AFTER_IDLE_S: Final = 1.0
+_returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def _note_return(conn: psycopg.Connection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+async def _note_async_return(conn: psycopg.AsyncConnection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
+    """The pool's health check, for connections idle over a second."""
+    if time.monotonic() - _returned_at.get(conn, 0.0) > _CHECK_AFTER_IDLE_S:
+        ConnectionPool.check_connection(conn)
+
+
+async def _check_async_if_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    if time.monotonic() - _returned_at.get(conn, 0.0) > _CHECK_AFTER_IDLE_S:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def configure_connection(conn: psycopg.Connection[Any]) -> None:
     """What the pools made here do to each new connection; pass it as
     ``configure=`` to a pool of your own for the same speed: jsonb decoded
@@ -692,12 +718,13 @@ class FrameQuery:
     ``dsn`` None reads ``FRAMEMETA_DSN``, then libpq's ``PG*`` variables;
     or pass ``pool``, a `psycopg_pool.ConnectionPool` you own (its
     connections must be in autocommit mode). The pool made here holds
-    ``min_size`` (1) to ``max_size`` (4) connections, checked before each
-    use. ``prepare_threshold`` (5, psycopg's default) is when point lookups
-    become server-side prepared statements; None never prepares (pgbouncer
-    in transaction mode before 1.21). Range queries are never prepared:
-    their plans must fit the actual range. Use it as a context manager or
-    call `close`.
+    ``min_size`` (1) to ``max_size`` (4) connections; one that has been
+    idle for over a second is checked (a round trip) before it is handed
+    out. ``prepare_threshold`` (5, psycopg's default) is when lookups become
+    server-side prepared statements; None never prepares (pgbouncer in
+    transaction mode before 1.21). Statistics are never prepared: their
+    plans must fit the actual range. Use it as a context manager or call
+    `close`.
 
     Every method checks its arguments before any SQL runs and raises
     `ValidationError` naming the argument; times must be timezone-aware and
@@ -725,7 +752,8 @@ class FrameQuery:
             min_size=min_size,
             max_size=max_size,
             kwargs=_pool_kwargs(prepare_threshold),
-            check=ConnectionPool.check_connection,
+            check=_check_if_idle,
+            reset=_note_return,
             configure=configure_connection,
             timeout=timeout,
             name="framemeta-query",
@@ -918,7 +946,8 @@ class AsyncFrameQuery:
             min_size=min_size,
             max_size=max_size,
             kwargs=_pool_kwargs(prepare_threshold),
-            check=AsyncConnectionPool.check_connection,
+            check=_check_async_if_idle,
+            reset=_note_async_return,
             configure=configure_async_connection,
             timeout=timeout,
             name="framemeta-query",
