@@ -55,7 +55,7 @@ _MAX_BUCKETS: Final = 1_000_000
 _MAX_FRAMES_LIMIT: Final = 10_000_000
 _MAX_SEARCH_LIMIT: Final = 10_000
 _COVERAGE_TTL_S: Final = 30.0
-_STREAM_ROWS: Final = 2000  # rows per server-side cursor fetch
+_STREAM_ROWS: Final = 2000  # rows per page of frames()
 # The motion threshold the partial index is built for (migration 0002).
 _MOTION_INDEX_THRESHOLD: Final = 0.5
 
@@ -221,19 +221,56 @@ def _latest_all_statement() -> _Statement:
     )
 
 
-def _frames_statement(
-    camera_id: str, start: datetime, end: datetime, limit: int | None, order: str
-) -> _Statement:
-    direction = sql.SQL("DESC" if order == "desc" else "ASC")
-    return _Statement(
-        sql.SQL(
-            "SELECT {} FROM frame_metadata WHERE camera_id = %(camera)s"
-            " AND captured_at >= %(start)s AND captured_at < %(end)s"
-            " ORDER BY captured_at {dir}, frame_number {dir} LIMIT %(limit)s"
-        ).format(_FRAME_COLUMNS, dir=direction),
-        {"camera": camera_id, "start": start, "end": end, "limit": limit},
-        prepare=False,
-    )
+@attrs.frozen
+class _FramesPages:
+    """A camera's frames in ``[start, end)``, read page by page by key (the
+    primary key's order): each page is one short statement, so streaming
+    holds no transaction or server-side cursor open between pages (and
+    works through pgbouncer in transaction mode), and a small range costs
+    one round trip."""
+
+    camera_id: str
+    start: datetime
+    end: datetime
+    limit: int | None
+    order: str
+
+    def first(self) -> _Statement:
+        return self._page(None)
+
+    def after(self, last: FrameRecord, fetched: int) -> _Statement | None:
+        """The page after ``last``, or None when the limit is reached."""
+        if self.limit is not None and fetched >= self.limit:
+            return None
+        return self._page((last.captured_at, last.frame_number), fetched)
+
+    def _page(self, after: tuple[datetime, int] | None, fetched: int = 0) -> _Statement:
+        descending = self.order == "desc"
+        direction = sql.SQL("DESC" if descending else "ASC")
+        keyset = sql.SQL("")
+        if after is not None:
+            keyset = sql.SQL(
+                " AND (captured_at, frame_number) < (%(after_at)s, %(after_number)s)"
+                if descending
+                else " AND (captured_at, frame_number) > (%(after_at)s, %(after_number)s)"
+            )
+        page = _STREAM_ROWS if self.limit is None else min(_STREAM_ROWS, self.limit - fetched)
+        return _Statement(
+            sql.SQL(
+                "SELECT {} FROM frame_metadata WHERE camera_id = %(camera)s"
+                " AND captured_at >= %(start)s AND captured_at < %(end)s{keyset}"
+                " ORDER BY captured_at {dir}, frame_number {dir} LIMIT %(page)s"
+            ).format(_FRAME_COLUMNS, keyset=keyset, dir=direction),
+            {
+                "camera": self.camera_id,
+                "start": self.start,
+                "end": self.end,
+                "after_at": after[0] if after else None,
+                "after_number": after[1] if after else None,
+                "page": page,
+            },
+            prepare=False,
+        )
 
 
 def _motion_statement(
@@ -816,23 +853,23 @@ class FrameQuery:
         limit: int | None = None,
         order: Literal["asc", "desc"] = "asc",
     ) -> Generator[FrameRecord, None, None]:
-        """The frames of ``camera_id`` captured in ``[start, end)``, streamed
-        from a server-side cursor (a day of frames never sits in memory).
+        """The frames of ``camera_id`` captured in ``[start, end)`` in time
+        order (``order="desc"``: newest first), at most ``limit``. Streamed
+        in pages of 2,000 read by key, each page one short query: a day of
+        frames never sits in memory, and no connection is held between
+        pages, so stopping early needs no clean-up."""
+        return self._stream(_FramesPages(*_check_frames_args(camera_id, start, end, limit, order)))
 
-        The iterator holds a pooled connection until it is exhausted or
-        closed (``with contextlib.closing(...)`` when stopping early).
-        """
-        statement = _frames_statement(*_check_frames_args(camera_id, start, end, limit, order))
-        return self._stream(statement)
-
-    def _stream(self, statement: _Statement) -> Generator[FrameRecord, None, None]:
-        with self._pool.connection() as conn, conn.transaction():
-            cursor = conn.cursor(name="framemeta_frames")
-            cursor.itersize = _STREAM_ROWS
-            cursor.execute(statement.query, statement.params)
-            while rows := cursor.fetchmany(_STREAM_ROWS):
-                yield from map(_frame, rows)
-            cursor.close()
+    def _stream(self, pages: _FramesPages) -> Generator[FrameRecord, None, None]:
+        statement: _Statement | None = pages.first()
+        fetched = 0
+        while statement is not None:
+            records = [_frame(row) for row in self._rows(statement)]
+            yield from records
+            fetched += len(records)
+            if len(records) < statement.params["page"]:
+                return
+            statement = pages.after(records[-1], fetched)
 
     def motion_events(
         self,
@@ -1019,17 +1056,19 @@ class AsyncFrameQuery:
         order: Literal["asc", "desc"] = "asc",
     ) -> AsyncGenerator[FrameRecord, None]:
         """See `FrameQuery.frames`; iterate with ``async for``."""
-        statement = _frames_statement(*_check_frames_args(camera_id, start, end, limit, order))
-        return self._stream(statement)
+        return self._stream(_FramesPages(*_check_frames_args(camera_id, start, end, limit, order)))
 
-    async def _stream(self, statement: _Statement) -> AsyncGenerator[FrameRecord, None]:
-        async with self._pool.connection() as conn, conn.transaction():
-            cursor = conn.cursor(name="framemeta_frames")
-            await cursor.execute(statement.query, statement.params)
-            while rows := await cursor.fetchmany(_STREAM_ROWS):
-                for row in rows:
-                    yield _frame(row)
-            await cursor.close()
+    async def _stream(self, pages: _FramesPages) -> AsyncGenerator[FrameRecord, None]:
+        statement: _Statement | None = pages.first()
+        fetched = 0
+        while statement is not None:
+            records = [_frame(row) for row in await self._rows(statement)]
+            for record in records:
+                yield record
+            fetched += len(records)
+            if len(records) < statement.params["page"]:
+                return
+            statement = pages.after(records[-1], fetched)
 
     async def motion_events(
         self,

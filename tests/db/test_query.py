@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import make_conninfo
 
+import framemeta.query
 from framemeta import BoundingBox, Detection, FrameRecord, MetadataWriter, ValidationError
 from framemeta._copy import copy_batch, encode_batch
 from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
@@ -85,6 +86,20 @@ def test_frames_stream_in_order_with_a_limit(
     with contextlib.closing(query.frames("cam-01", start, end)) as stream:
         assert next(stream) == camera[100]
     assert _connections_out(query) == 0  # the early stop gave it back
+
+
+def test_frames_page_by_key_across_page_boundaries(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, records = loaded
+    monkeypatch.setattr(framemeta.query, "_STREAM_ROWS", 7)
+    camera = [record for record in records if record.camera_id == "cam-02"]
+    start, end = camera[10].captured_at, camera[60].captured_at
+
+    assert list(query.frames("cam-02", start, end)) == camera[10:60]
+    assert list(query.frames("cam-02", start, end, order="desc")) == camera[10:60][::-1]
+    assert list(query.frames("cam-02", start, end, limit=21)) == camera[10:31]
+    assert list(query.frames("cam-02", start, end, limit=14, order="desc")) == camera[46:60][::-1]
 
 
 def test_motion_events_use_the_threshold_or_a_lower_score(
