@@ -7,7 +7,7 @@ share; `collect` gathers what ``framemeta status`` prints.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import psycopg
@@ -22,9 +22,12 @@ __all__ = [
     "JobStatus",
     "MaintenanceRun",
     "RollupStatus",
+    "StatementStats",
     "check_timescaledb",
     "collect",
+    "format_statements",
     "format_table",
+    "statement_report",
 ]
 
 # Below this raw size `status` counts rows exactly when statistics are missing.
@@ -459,3 +462,100 @@ def _bytes(count: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+@attrs.frozen
+class StatementStats:
+    """One of framemeta's statements as pg_stat_statements saw it (times in ms)."""
+
+    query: str
+    calls: int
+    mean_ms: float
+    max_ms: float
+    stddev_ms: float
+    rows: int
+    hit_ratio: float | None
+    """Shared buffers found in memory, of those the statement touched."""
+    slow: bool
+    """Mean at or above the threshold asked for."""
+
+
+# Statements that touch framemeta's relations or functions; DDL and EXPLAIN
+# are left out (migrations and people, not the application).
+_FRAMEMETA_STATEMENTS: Final = r"(frame_metadata|frame_stats_1[mhd]|framemeta_)"
+_NOT_APPLICATION: Final = (
+    r"^\s*(explain|create|alter|drop|grant|revoke|comment|do|analyze|vacuum)\b"
+)
+
+
+def statement_report(
+    conn: psycopg.Connection[Any], *, threshold_ms: float = 10.0, limit: int = 50
+) -> list[StatementStats]:
+    """framemeta's statements in this database from pg_stat_statements,
+    slowest mean first, each flagged when its mean is at least
+    ``threshold_ms``. Creates the extension when the server preloads it and
+    the role may; raises `DatabaseError` with the fix otherwise."""
+    installed = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements')"
+    ).fetchone()
+    if installed != (True,):
+        preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        if preload is None or "pg_stat_statements" not in str(preload[0]):
+            raise DatabaseError(
+                "pg_stat_statements is not loaded: add it to shared_preload_libraries in "
+                "postgresql.conf, restart the server, then run this again"
+            )
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise DatabaseError(
+                "pg_stat_statements is loaded but not created in this database: ask a DBA "
+                "to run CREATE EXTENSION pg_stat_statements",
+                exc.sqlstate,
+            ) from exc
+    rows = conn.execute(
+        """
+        SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, mean_exec_time, max_exec_time,
+               stddev_exec_time, rows,
+               shared_blks_hit::float8 / nullif(shared_blks_hit + shared_blks_read, 0)
+          FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query ~ %s AND query !~* %s
+         ORDER BY mean_exec_time DESC
+         LIMIT %s
+        """,
+        (_FRAMEMETA_STATEMENTS, _NOT_APPLICATION, limit),
+    ).fetchall()
+    return [
+        StatementStats(
+            query=query,
+            calls=int(calls),
+            mean_ms=float(mean),
+            max_ms=float(maximum),
+            stddev_ms=float(stddev),
+            rows=int(count),
+            hit_ratio=None if ratio is None else float(ratio),
+            slow=float(mean) >= threshold_ms,
+        )
+        for query, calls, mean, maximum, stddev, count, ratio in rows
+    ]
+
+
+def format_statements(statements: list[StatementStats], threshold_ms: float) -> str:
+    """The table ``framemeta queries`` prints."""
+    if not statements:
+        return "no framemeta statements recorded in this database yet"
+    lines = [
+        f"{'mean ms':>9} {'max ms':>9} {'stddev':>8} {'calls':>8} {'rows':>9} {'hit %':>6}  query"
+    ]
+    for stat in statements:
+        hit = "-" if stat.hit_ratio is None else f"{100 * stat.hit_ratio:.1f}"
+        flag = "SLOW " if stat.slow else ""
+        text = stat.query if len(stat.query) <= 100 else stat.query[:97] + "..."
+        lines.append(
+            f"{stat.mean_ms:>9.2f} {stat.max_ms:>9.2f} {stat.stddev_ms:>8.2f} {stat.calls:>8,} "
+            f"{stat.rows:>9,} {hit:>6}  {flag}{text}"
+        )
+    slow = sum(stat.slow for stat in statements)
+    lines.append(f"{slow} statement(s) with a mean of {threshold_ms:g} ms or more")
+    return "\n".join(lines)

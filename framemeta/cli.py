@@ -1,4 +1,4 @@
-"""The ``framemeta`` command: server, migrate, status, maintain, erase, demo.
+"""The ``framemeta`` command: server, migrate, status, maintain, erase, queries, demo.
 
 The only place that configures logging. Errors print as one line on stderr
 (exit 1) without a traceback; ``--debug`` shows the traceback.
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+import attrs
 import psycopg
 
 from framemeta import _dsn, _status, maintenance, schema
@@ -115,6 +116,24 @@ def _build_parser() -> argparse.ArgumentParser:
     maintain.add_argument("--end", type=_moment, help="ISO 8601 time with a zone (rebuild)")
     maintain.add_argument("--camera", default=None, help="rebuild one camera only (Apache edition)")
     maintain.set_defaults(handler=_maintain)
+
+    queries = commands.add_parser(
+        "queries",
+        help="framemeta's statements from pg_stat_statements, slow ones flagged",
+        description="Calls, mean, max and stddev time, rows and shared-buffer hit ratio of "
+        "framemeta's statements in this database (pg_stat_statements), slowest first; "
+        "statements with a mean at or above --threshold-ms are flagged SLOW.",
+    )
+    queries.add_argument("--dsn", default=None, help=dsn_help)
+    queries.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    queries.add_argument(
+        "--threshold-ms", type=float, default=10.0, help="flag means at or above this (10)"
+    )
+    queries.add_argument("--limit", type=int, default=50, help="statements shown (50)")
+    queries.add_argument(
+        "--check", action="store_true", help="exit 1 when any statement is flagged"
+    )
+    queries.set_defaults(handler=_queries)
 
     erase = commands.add_parser(
         "erase",
@@ -289,6 +308,18 @@ def _maintain(args: argparse.Namespace) -> int:
     for level in rebuilt:
         _say(f"rebuild {_level_text(level)}")
     return 0
+
+
+def _queries(args: argparse.Namespace) -> int:
+    with _dsn.connect(args.dsn, autocommit=True) as conn:
+        statements = _status.statement_report(
+            conn, threshold_ms=args.threshold_ms, limit=args.limit
+        )
+    if args.json:
+        print(json.dumps([attrs.asdict(stat) for stat in statements], indent=2))
+    else:
+        print(_status.format_statements(statements, args.threshold_ms))
+    return 1 if args.check and any(stat.slow for stat in statements) else 0
 
 
 def _erase(args: argparse.Namespace) -> int:

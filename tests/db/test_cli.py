@@ -276,3 +276,31 @@ def test_demo_ends_with_answers_of_the_query_api(server_dir: Path) -> None:
     assert "  cam-01 #" in result.stdout
     assert "resolution=auto" in result.stdout
     assert "all cameras:" in result.stdout
+
+
+def test_queries_reports_framemeta_statements_and_flags_slow_ones(db_dsn: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from framemeta import FrameQuery
+
+    _insert_recent(db_dsn, 120)
+    now = datetime.now(UTC)
+    with FrameQuery(db_dsn) as query:
+        for _ in range(3):
+            query.latest("cam-0")
+            query.stats(now - timedelta(hours=1), now, bucket=timedelta(minutes=1))
+
+    report = run_cli("queries", "--dsn", db_dsn, "--json")
+    table = run_cli("queries", "--dsn", db_dsn)
+    strict = run_cli("queries", "--dsn", db_dsn, "--threshold-ms", "0", "--check")
+
+    assert report.returncode == 0, report.stderr
+    statements = json.loads(report.stdout)
+    latest = [s for s in statements if "ORDER BY captured_at DESC" in s["query"]]
+    assert latest
+    assert latest[0]["calls"] == 3
+    assert any("frame_stats_1m" in s["query"] for s in statements)
+    assert all(not s["query"].lstrip().upper().startswith("CREATE") for s in statements)
+    assert "statement(s) with a mean of 10 ms or more" in table.stdout
+    assert strict.returncode == 1
+    assert "SLOW" in strict.stdout
