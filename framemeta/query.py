@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import attrs
 import orjson
@@ -37,6 +37,7 @@ __all__ = [
     "configure_connection",
 ]
 
+T = TypeVar("T")
 Resolution = Literal["auto", "raw", "1m", "1h", "1d"]
 RESOLUTIONS: Final = ("auto", "raw", "1m", "1h", "1d")
 """What `FrameQuery.stats` may be asked to read: ``auto`` picks."""
@@ -238,10 +239,12 @@ class _FramesPages:
     def first(self) -> _Statement:
         return self._page(None)
 
-    def after(self, last: FrameRecord, fetched: int) -> _Statement | None:
-        """The page after ``last``, or None when the limit is reached."""
-        if self.limit is not None and fetched >= self.limit:
+    def next(self, page: _Statement, records: list[FrameRecord], fetched: int) -> _Statement | None:
+        """The page after ``page`` (which gave ``records``), or None when it
+        was the last: short, or the limit reached."""
+        if len(records) < page.params["page"] or (self.limit is not None and fetched >= self.limit):
             return None
+        last = records[-1]
         return self._page((last.captured_at, last.frame_number), fetched)
 
     def _page(self, after: tuple[datetime, int] | None, fetched: int = 0) -> _Statement:
@@ -686,25 +689,99 @@ def _check_contains(contains: object) -> bytes | None:
         raise ValidationError("contains", contains, f"is not JSON: {exc}") from None
 
 
+# -- calls: arguments checked, one statement, rows made into results ----------
+
+
+@attrs.frozen
+class _Call(Generic[T]):
+    """One statement and what turns its rows into the method's result;
+    both executors run the same calls."""
+
+    statement: _Statement
+    finish: Callable[[list[tuple[Any, ...]]], T]
+
+
+def _first_frame(rows: list[tuple[Any, ...]]) -> FrameRecord | None:
+    return _frame(rows[0]) if rows else None
+
+
+def _all_frames(rows: list[tuple[Any, ...]]) -> list[FrameRecord]:
+    return [_frame(row) for row in rows]
+
+
+def _get_call(
+    camera_id: object, captured_at: object, frame_number: object
+) -> _Call[FrameRecord | None]:
+    camera = _check_camera(camera_id)
+    assert camera is not None
+    at = _check_time("captured_at", captured_at)
+    if type(frame_number) is not int or frame_number < 0:
+        raise ValidationError("frame_number", frame_number, "must be an integer >= 0")
+    return _Call(_get_statement(camera, at, frame_number), _first_frame)
+
+
+def _latest_call(camera_id: object) -> _Call[FrameRecord | None]:
+    camera = _check_camera(camera_id)
+    assert camera is not None
+    return _Call(_latest_statement(camera), _first_frame)
+
+
+def _latest_all_call() -> _Call[list[FrameRecord]]:
+    return _Call(_latest_all_statement(), _all_frames)
+
+
+def _motion_call(
+    start: object, end: object, camera_id: object, min_score: object
+) -> _Call[list[FrameRecord]]:
+    first, last = _check_range(start, end)
+    camera = _check_camera(camera_id, optional=True)
+    score = _check_score("min_score", min_score)
+    return _Call(_motion_statement(first, last, camera, score), _all_frames)
+
+
+def _search_call(
+    contains: object,
+    label: object,
+    min_confidence: object,
+    start: object,
+    end: object,
+    camera_id: object,
+    limit: object,
+) -> _Call[list[FrameRecord]]:
+    arguments = _check_search_args(contains, label, min_confidence, start, end, camera_id, limit)
+    return _Call(_search_statement(*arguments), _all_frames)
+
+
+def _cameras_call() -> _Call[list[CameraInfo]]:
+    return _Call(_cameras_statement(), lambda rows: [_camera(row) for row in rows])
+
+
+def _stats_calls(plan: StatsPlan, camera_id: str | None, threshold: float) -> list[_Statement]:
+    """One statement per part of the plan, oldest first."""
+    return [
+        _stats_statement(part, plan.bucket, camera_id, threshold) for part in reversed(plan.parts)
+    ]
+
+
+def _stats_rows(parts: list[list[tuple[Any, ...]]]) -> list[StatsRow]:
+    rows = [_stats_row(row) for part in parts for row in part]
+    if len(parts) > 1:  # each part is in order; together they need sorting
+        rows.sort(key=_stats_order)
+    return rows
+
+
 # -- the two executors --------------------------------------------------------
 
 
-# A connection back in the pool less than this long ago is not checked again
-# on checkout: the check is a round trip, as long as a point lookup.
+# A connection that answered a query less than this long ago is not checked
+# again on checkout: the check is a round trip, as long as a point lookup.
 _CHECK_AFTER_IDLE_S: Final = 1.0
 _returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
-def _note_return(conn: psycopg.Connection[Any]) -> None:
-    _returned_at[conn] = time.monotonic()
-
-
-async def _note_async_return(conn: psycopg.AsyncConnection[Any]) -> None:
-    _returned_at[conn] = time.monotonic()
-
-
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
-    """The pool's health check, for connections idle over a second."""
+    """The pool's health check, for connections that have not answered a
+    query in the last second."""
     if time.monotonic() - _returned_at.get(conn, 0.0) > _CHECK_AFTER_IDLE_S:
         ConnectionPool.check_connection(conn)
 
@@ -790,7 +867,6 @@ class FrameQuery:
             max_size=max_size,
             kwargs=_pool_kwargs(prepare_threshold),
             check=_check_if_idle,
-            reset=_note_return,
             configure=configure_connection,
             timeout=timeout,
             name="framemeta-query",
@@ -823,26 +899,23 @@ class FrameQuery:
                 binary=statement.binary,
             )
             rows: list[tuple[Any, ...]] = cursor.fetchall()
+            _returned_at[conn] = time.monotonic()  # it answered just now
             return rows
+
+    def _call(self, call: _Call[T]) -> T:
+        return call.finish(self._rows(call.statement))
 
     def get(self, camera_id: str, captured_at: datetime, frame_number: int) -> FrameRecord | None:
         """The frame with this natural key, or None."""
-        _check_camera(camera_id)
-        at = _check_time("captured_at", captured_at)
-        if type(frame_number) is not int or frame_number < 0:
-            raise ValidationError("frame_number", frame_number, "must be an integer >= 0")
-        rows = self._rows(_get_statement(camera_id, at, frame_number))
-        return _frame(rows[0]) if rows else None
+        return self._call(_get_call(camera_id, captured_at, frame_number))
 
     def latest(self, camera_id: str) -> FrameRecord | None:
         """The newest frame of ``camera_id``, or None."""
-        _check_camera(camera_id)
-        rows = self._rows(_latest_statement(camera_id))
-        return _frame(rows[0]) if rows else None
+        return self._call(_latest_call(camera_id))
 
     def latest_all(self) -> list[FrameRecord]:
         """The newest frame of every camera, ordered by camera_id."""
-        return [_frame(row) for row in self._rows(_latest_all_statement())]
+        return self._call(_latest_all_call())
 
     def frames(
         self,
@@ -864,12 +937,10 @@ class FrameQuery:
         statement: _Statement | None = pages.first()
         fetched = 0
         while statement is not None:
-            records = [_frame(row) for row in self._rows(statement)]
+            records = _all_frames(self._rows(statement))
             yield from records
             fetched += len(records)
-            if len(records) < statement.params["page"]:
-                return
-            statement = pages.after(records[-1], fetched)
+            statement = pages.next(statement, records, fetched)
 
     def motion_events(
         self,
@@ -882,10 +953,7 @@ class FrameQuery:
         """Frames in ``[start, end)`` whose motion_score is at least
         ``min_score`` (default 0.5, the motion threshold, which the partial
         index serves; lower values scan), ordered by time."""
-        first, last = _check_range(start, end)
-        camera = _check_camera(camera_id, optional=True)
-        score = _check_score("min_score", min_score)
-        return [_frame(row) for row in self._rows(_motion_statement(first, last, camera, score))]
+        return self._call(_motion_call(start, end, camera_id, min_score))
 
     def search(
         self,
@@ -902,14 +970,13 @@ class FrameQuery:
         (jsonb ``@>``; None matches any), optionally with a detection of
         ``label`` at ``min_confidence`` or more; the first ``limit`` (at
         most 10,000) in time order."""
-        statement = _search_statement(
-            *_check_search_args(contains, label, min_confidence, start, end, camera_id, limit)
+        return self._call(
+            _search_call(contains, label, min_confidence, start, end, camera_id, limit)
         )
-        return [_frame(row) for row in self._rows(statement)]
 
     def cameras(self) -> list[CameraInfo]:
         """Every camera with frames, first and last seen, ordered by camera_id."""
-        return [_camera(row) for row in self._rows(_cameras_statement())]
+        return self._call(_cameras_call())
 
     def stats(
         self,
@@ -929,13 +996,8 @@ class FrameQuery:
         )
         coverage = self._current_coverage()
         plan = _make_plan(first, last, width, chosen, coverage)
-        rows: list[StatsRow] = []
-        for part in reversed(plan.parts):
-            statement = _stats_statement(part, width, camera, coverage.threshold)
-            rows.extend(map(_stats_row, self._rows(statement)))
-        if len(plan.parts) > 1:  # each part is in order; together they need sorting
-            rows.sort(key=_stats_order)
-        return rows
+        statements = _stats_calls(plan, camera, coverage.threshold)
+        return _stats_rows([self._rows(statement) for statement in statements])
 
     def plan(
         self,
@@ -984,7 +1046,6 @@ class AsyncFrameQuery:
             max_size=max_size,
             kwargs=_pool_kwargs(prepare_threshold),
             check=_check_async_if_idle,
-            reset=_note_async_return,
             configure=configure_async_connection,
             timeout=timeout,
             name="framemeta-query",
@@ -1023,28 +1084,25 @@ class AsyncFrameQuery:
                 binary=statement.binary,
             )
             rows: list[tuple[Any, ...]] = await cursor.fetchall()
+            _returned_at[conn] = time.monotonic()  # it answered just now
             return rows
+
+    async def _call(self, call: _Call[T]) -> T:
+        return call.finish(await self._rows(call.statement))
 
     async def get(
         self, camera_id: str, captured_at: datetime, frame_number: int
     ) -> FrameRecord | None:
         """See `FrameQuery.get`."""
-        _check_camera(camera_id)
-        at = _check_time("captured_at", captured_at)
-        if type(frame_number) is not int or frame_number < 0:
-            raise ValidationError("frame_number", frame_number, "must be an integer >= 0")
-        rows = await self._rows(_get_statement(camera_id, at, frame_number))
-        return _frame(rows[0]) if rows else None
+        return await self._call(_get_call(camera_id, captured_at, frame_number))
 
     async def latest(self, camera_id: str) -> FrameRecord | None:
         """See `FrameQuery.latest`."""
-        _check_camera(camera_id)
-        rows = await self._rows(_latest_statement(camera_id))
-        return _frame(rows[0]) if rows else None
+        return await self._call(_latest_call(camera_id))
 
     async def latest_all(self) -> list[FrameRecord]:
         """See `FrameQuery.latest_all`."""
-        return [_frame(row) for row in await self._rows(_latest_all_statement())]
+        return await self._call(_latest_all_call())
 
     def frames(
         self,
@@ -1062,13 +1120,11 @@ class AsyncFrameQuery:
         statement: _Statement | None = pages.first()
         fetched = 0
         while statement is not None:
-            records = [_frame(row) for row in await self._rows(statement)]
+            records = _all_frames(await self._rows(statement))
             for record in records:
                 yield record
             fetched += len(records)
-            if len(records) < statement.params["page"]:
-                return
-            statement = pages.after(records[-1], fetched)
+            statement = pages.next(statement, records, fetched)
 
     async def motion_events(
         self,
@@ -1079,11 +1135,7 @@ class AsyncFrameQuery:
         min_score: float = 0.5,
     ) -> list[FrameRecord]:
         """See `FrameQuery.motion_events`."""
-        first, last = _check_range(start, end)
-        camera = _check_camera(camera_id, optional=True)
-        score = _check_score("min_score", min_score)
-        rows = await self._rows(_motion_statement(first, last, camera, score))
-        return [_frame(row) for row in rows]
+        return await self._call(_motion_call(start, end, camera_id, min_score))
 
     async def search(
         self,
@@ -1097,14 +1149,13 @@ class AsyncFrameQuery:
         limit: int = 100,
     ) -> list[FrameRecord]:
         """See `FrameQuery.search`."""
-        statement = _search_statement(
-            *_check_search_args(contains, label, min_confidence, start, end, camera_id, limit)
+        return await self._call(
+            _search_call(contains, label, min_confidence, start, end, camera_id, limit)
         )
-        return [_frame(row) for row in await self._rows(statement)]
 
     async def cameras(self) -> list[CameraInfo]:
         """See `FrameQuery.cameras`."""
-        return [_camera(row) for row in await self._rows(_cameras_statement())]
+        return await self._call(_cameras_call())
 
     async def stats(
         self,
@@ -1121,13 +1172,8 @@ class AsyncFrameQuery:
         )
         coverage = await self._current_coverage()
         plan = _make_plan(first, last, width, chosen, coverage)
-        rows: list[StatsRow] = []
-        for part in reversed(plan.parts):
-            statement = _stats_statement(part, width, camera, coverage.threshold)
-            rows.extend(map(_stats_row, await self._rows(statement)))
-        if len(plan.parts) > 1:
-            rows.sort(key=_stats_order)
-        return rows
+        statements = _stats_calls(plan, camera, coverage.threshold)
+        return _stats_rows([await self._rows(statement) for statement in statements])
 
     async def plan(
         self,
