@@ -342,7 +342,10 @@ def _jobs(conn: psycopg.Connection[Any]) -> list[JobStatus]:
             """
             SELECT j.job_id, j.application_name, j.hypertable_name,
                    extract(epoch FROM j.schedule_interval)::float8, j.scheduled,
-                   s.last_run_started_at, s.last_run_status, s.next_start,
+                   -- A job about to run has -infinity here, which Python cannot hold.
+                   CASE WHEN isfinite(s.last_run_started_at) THEN s.last_run_started_at END,
+                   s.last_run_status,
+                   CASE WHEN isfinite(s.next_start) THEN s.next_start END,
                    coalesce(s.total_failures, 0),
                    (SELECT e.err_message FROM timescaledb_information.job_errors AS e
                      WHERE e.job_id = j.job_id ORDER BY e.finish_time DESC LIMIT 1)

@@ -834,11 +834,11 @@ class FrameQuery:
     connections must be in autocommit mode). The pool made here holds
     ``min_size`` (1) to ``max_size`` (4) connections; one that has been
     idle for over a second is checked (a round trip) before it is handed
-    out. ``prepare_threshold`` (5, psycopg's default) is when lookups become
-    server-side prepared statements; None never prepares (pgbouncer in
-    transaction mode before 1.21). Statistics are never prepared: their
-    plans must fit the actual range. Use it as a context manager or call
-    `close`.
+    out. ``prepare_threshold`` (5, psycopg's default) is when point lookups
+    (`get`, `latest`, `latest_all`, `cameras`) become server-side prepared
+    statements; None never prepares (pgbouncer in transaction mode before
+    1.21). Range queries are never prepared: their plans must fit the
+    actual range. Use it as a context manager or call `close`.
 
     Every method checks its arguments before any SQL runs and raises
     `ValidationError` naming the argument; times must be timezone-aware and

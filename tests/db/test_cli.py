@@ -58,6 +58,7 @@ def test_migrate_then_status(fresh_database: str) -> None:
     count = len(load_migrations())
     assert f"applied {count} migration(s)" in migrated.stdout
     assert "up to date" in again.stdout
+    assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["schema_version"] == count
     assert report["edition"] in {"apache", "timescale"}
