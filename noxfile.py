@@ -21,17 +21,17 @@ BASELINE_DIR = "benchmarks/baseline"
 REGRESSION_TOLERANCE = "median:35%"
 
 
-def _install_server(session: nox.Session) -> None:
+def _install_server(session: nox.Session, *extra: str) -> None:
     # Provisioning needs root for apt; it is a no-op in well under a second
     # when PostgreSQL and TimescaleDB are already installed.
-    session.run("framemeta", "server", "install")
+    session.run("framemeta", "server", "install", *extra)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite against a real PostgreSQL + TimescaleDB."""
     session.install(".[test]")
-    _install_server(session)
+    _install_server(session, "--pgbouncer")
     session.run("pytest", "tests", *session.posargs)
 
 

@@ -23,7 +23,14 @@ import attrs
 
 from framemeta.errors import FramemetaError
 
-__all__ = ["Installation", "ProvisionError", "ensure_timescaledb", "find_installation"]
+__all__ = [
+    "Installation",
+    "ProvisionError",
+    "ensure_pgbouncer",
+    "ensure_timescaledb",
+    "find_installation",
+    "find_pgbouncer",
+]
 
 MIN_PG_MAJOR: Final = 15
 # trixie (Debian 13) is the first Debian release that ships TimescaleDB; its
@@ -715,6 +722,44 @@ def ensure_timescaledb(progress: Callable[[str], None] = print) -> Installation:
             log.write(f"# framemeta provisioning started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
             runner = _Runner(log=log, log_path=log_path, progress=progress)
             return _provision(cache, runner)
+
+
+def find_pgbouncer() -> Path | None:
+    """The pgbouncer program, if installed (Debian puts it in /usr/sbin)."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    found = shutil.which("pgbouncer", path=search)
+    return Path(found) if found else None
+
+
+def ensure_pgbouncer(progress: Callable[[str], None] = print) -> Path:
+    """Make pgbouncer available (Debian's package, for the tests that run
+    through it); idempotent. Returns the program's path.
+
+    Raises:
+        ProvisionError: when not root and it is missing (the message gives
+            the command), or when apt fails (the message names the log).
+    """
+    found = find_pgbouncer()
+    if found is not None:
+        return found
+    if os.geteuid() != 0:
+        raise ProvisionError(
+            "pgbouncer is not installed; as root run: apt-get install -y pgbouncer"
+        )
+    cache = _cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with _locked(cache / "lock", progress):
+        found = find_pgbouncer()
+        if found is not None:
+            return found
+        log_path = cache / "provision-pgbouncer.log"
+        progress(f"==> Installing pgbouncer from the Debian archive (log: {log_path})")
+        with log_path.open("w", encoding="utf-8") as log:
+            _Apt(_Runner(log=log, log_path=log_path, progress=progress)).install(["pgbouncer"])
+    found = find_pgbouncer()
+    if found is None:
+        raise ProvisionError(f"apt-get installed pgbouncer, but it is not on PATH; see {log_path}")
+    return found
 
 
 def _provision(cache: Path, runner: _Runner) -> Installation:

@@ -64,6 +64,9 @@ def _build_parser() -> argparse.ArgumentParser:
     install = server_commands.add_parser(
         "install", help="install PostgreSQL and TimescaleDB on this machine (needs root)"
     )
+    install.add_argument(
+        "--pgbouncer", action="store_true", help="also install pgbouncer (for its tests)"
+    )
     install.set_defaults(handler=_server_install)
     for name, handler, text in (
         ("start", _server_start, "start the persistent embedded server"),
@@ -178,6 +181,8 @@ def _server_install(args: argparse.Namespace) -> int:
         f"PostgreSQL {installation.pg_major} with TimescaleDB {installation.timescaledb_version} "
         f"is ready ({installation.source})"
     )
+    if args.pgbouncer:
+        _say(f"pgbouncer is ready ({_provision.ensure_pgbouncer(progress=_say)})")
     return 0
 
 
