@@ -57,6 +57,7 @@ _MAX_FRAMES_LIMIT: Final = 10_000_000
 _MAX_SEARCH_LIMIT: Final = 10_000
 _COVERAGE_TTL_S: Final = 30.0
 _STREAM_ROWS: Final = 2000  # rows per page of frames()
+_SEARCH_WINDOW: Final = timedelta(minutes=5)  # searched along the key first
 # The motion threshold the partial index is built for (migration 0002).
 _MOTION_INDEX_THRESHOLD: Final = 0.5
 
@@ -305,49 +306,96 @@ def _search_statement(
     camera_id: str | None,
     limit: int,
 ) -> _Statement:
-    conditions = [sql.SQL("captured_at >= %(start)s AND captured_at < %(end)s")]
-    if camera_id is not None:
-        conditions.append(sql.SQL("camera_id = %(camera)s"))
-    if contains is not None:
-        # For one camera the primary key narrows the range to a few thousand
-        # rows; intersecting the GIN index over the whole range would cost
-        # more, so the containment is kept out of the index's reach there.
-        conditions.append(
-            sql.SQL("coalesce(metadata, '{}') @> %(contains)s::jsonb")
-            if camera_id is not None
-            else sql.SQL("metadata @> %(contains)s::jsonb")
-        )
+    filters: list[sql.Composable] = []
     if label is not None:
-        conditions.append(sql.SQL("%(label)s = ANY(detection_labels)"))
+        filters.append(sql.SQL("%(label)s = ANY(detection_labels)"))
         if min_confidence is not None:
-            conditions.append(
+            filters.append(
                 sql.SQL(
                     "EXISTS (SELECT FROM unnest(detection_labels, detection_scores) AS d(l, s)"
                     " WHERE d.l = %(label)s AND d.s >= %(min_confidence)s)"
                 )
             )
     elif min_confidence is not None:
-        conditions.append(
+        filters.append(
             sql.SQL(
                 "EXISTS (SELECT FROM unnest(detection_scores) AS s WHERE s >= %(min_confidence)s)"
             )
         )
-    return _Statement(
-        sql.SQL(
+    # Out of the GIN index's reach: matched row by row along the primary key.
+    by_key = [sql.SQL("coalesce(metadata, '{}') @> %(contains)s::jsonb")] if contains else []
+    params = {
+        "start": start,
+        "end": end,
+        "camera": camera_id,
+        "contains": contains.decode() if contains is not None else None,
+        "label": label,
+        "min_confidence": min_confidence,
+        "limit": limit,
+    }
+    if camera_id is not None:
+        # One camera: the primary key narrows the range to a few thousand
+        # rows; intersecting the GIN index over whole chunks costs more.
+        conditions = [
+            sql.SQL(
+                "camera_id = %(camera)s AND captured_at >= %(start)s AND captured_at < %(end)s"
+            ),
+            *by_key,
+            *filters,
+        ]
+        query = sql.SQL(
             "SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at, camera_id,"
             " frame_number LIMIT %(limit)s"
-        ).format(_FRAME_COLUMNS, sql.SQL(" AND ").join(conditions)),
-        {
-            "start": start,
-            "end": end,
-            "camera": camera_id,
-            "contains": contains.decode() if contains is not None else None,
-            "label": label,
-            "min_confidence": min_confidence,
-            "limit": limit,
-        },
-        prepare=False,
+        ).format(_FRAME_COLUMNS, sql.SQL(" AND ").join(conditions))
+        return _Statement(query, params, prepare=False)
+    # Every camera. A common value fills the limit within minutes, found by
+    # walking each camera's frames in key order from the start; the GIN
+    # index would fetch every match of whole chunks first (a quarter of a
+    # day's frames: 250 ms). A rare value does not fill it there; only then
+    # does the rest of the range go to the GIN index.
+    window_end = min(end, start + _SEARCH_WINDOW)
+    # The cameras come from the daily rollup: a few rows per camera.
+    params |= {"window_floor": _floor(start, timedelta(days=1)), "window_end": window_end}
+    early = [
+        sql.SQL(
+            "m.camera_id = c.camera_id AND m.captured_at >= %(start)s"
+            " AND m.captured_at < %(window_end)s"
+        ),
+        *by_key,
+        *filters,
+    ]
+    late = [
+        sql.SQL("captured_at >= %(window_end)s AND captured_at < %(end)s"),
+        *([sql.SQL("metadata @> %(contains)s::jsonb")] if contains else []),
+        *filters,
+    ]
+    query = sql.SQL(
+        """
+        WITH early AS MATERIALIZED (
+            SELECT found.* FROM (
+                SELECT DISTINCT camera_id FROM frame_stats_1d
+                WHERE bucket >= %(window_floor)s AND bucket < %(window_end)s
+            ) AS c
+            CROSS JOIN LATERAL (
+                SELECT {columns} FROM frame_metadata AS m WHERE {early}
+                ORDER BY m.captured_at, m.frame_number LIMIT %(limit)s
+            ) AS found
+        )
+        SELECT * FROM (
+            SELECT * FROM early
+            UNION ALL
+            (SELECT {columns} FROM frame_metadata
+              WHERE {late} AND (SELECT count(*) FROM early) < %(limit)s
+              ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s)
+        ) AS matches
+        ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s
+        """
+    ).format(
+        columns=_FRAME_COLUMNS,
+        early=sql.SQL(" AND ").join(early),
+        late=sql.SQL(" AND ").join(late),
     )
+    return _Statement(query, params, prepare=False)
 
 
 def _cameras_statement() -> _Statement:
