@@ -202,32 +202,41 @@ def test_stats_of_a_week_of_every_camera_by_hour_from_raw(
 # -- streaming: typed records beside a bare fetch ------------------------------
 
 
-def _bare(dsn: str, sql: str, params: tuple[Any, ...]) -> Callable[[], int]:
-    conn = psycopg.connect(dsn, autocommit=True)
+def _side_by_side(
+    benchmark: BenchmarkFixture,
+    name: str,
+    typed: Callable[[], int],
+    bare: tuple[str, str, tuple[Any, ...]],
+) -> None:
+    """Alternate ``typed`` (rows counted) with a bare ``fetchall()`` of
+    ``bare`` (dsn, SQL, parameters) on a connection of its own; record the
+    medians and their ratio."""
+    dsn, sql, params = bare
+    with psycopg.connect(dsn, autocommit=True) as conn:
 
-    def fetch() -> int:
-        return len(conn.execute(sql, params, prepare=False).fetchall())
+        def fetch() -> int:
+            return len(conn.execute(sql, params, prepare=False).fetchall())
 
-    return fetch
-
-
-def _side_by_side(name: str, typed: Callable[[], int], bare: Callable[[], int]) -> None:
-    for _ in range(3):
-        typed(), bare()
-    typed_times, bare_times = [], []
-    for _ in range(15):
-        started = time.perf_counter()
-        typed_rows = typed()
-        typed_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        bare_rows = bare()
-        bare_times.append(time.perf_counter() - started)
-        assert typed_rows == bare_rows
+        for _ in range(3):
+            typed(), fetch()
+        typed_times, bare_times = [], []
+        for _ in range(15):
+            started = time.perf_counter()
+            typed_rows = typed()
+            typed_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            bare_rows = fetch()
+            bare_times.append(time.perf_counter() - started)
+            assert typed_rows == bare_rows
     typed_median = sorted(typed_times)[len(typed_times) // 2]
     bare_median = sorted(bare_times)[len(bare_times) // 2]
     STREAM_RATIOS[name] = typed_median / bare_median
     QUERY_RESULTS[f"{name} (typed)"] = (typed_median * 1000, max(typed_times) * 1000, None)
     QUERY_RESULTS[f"{name} (bare fetchall)"] = (bare_median * 1000, max(bare_times) * 1000, None)
+    benchmark.pedantic(typed, rounds=5, iterations=1)  # type: ignore[no-untyped-call]
+
+
+_SELECT_FRAMES = f"SELECT {_FRAME_COLUMNS.as_string()} FROM frame_metadata"
 
 
 def test_frames_of_a_camera_hour_beside_a_bare_fetch(
@@ -237,17 +246,15 @@ def test_frames_of_a_camera_hour_beside_a_bare_fetch(
     start = end - timedelta(hours=30)
     stop = start + timedelta(hours=1)
     sql = (
-        f"SELECT {_FRAME_COLUMNS.as_string()} FROM frame_metadata"
-        " WHERE camera_id = %s AND captured_at >= %s AND captured_at < %s"
+        f"{_SELECT_FRAMES} WHERE camera_id = %s AND captured_at >= %s AND captured_at < %s"
         " ORDER BY captured_at, frame_number"
     )
-    bare = _bare(dsn, sql, ("cam-05", start, stop))
-
-    def typed() -> int:
-        return len(list(query.frames("cam-05", start, stop)))
-
-    _side_by_side("frames, a camera-hour (3,600 rows)", typed, bare)
-    benchmark.pedantic(typed, rounds=5, iterations=1)  # type: ignore[no-untyped-call]
+    _side_by_side(
+        benchmark,
+        "frames, a camera-hour (3,600 rows)",
+        lambda: len(list(query.frames("cam-05", start, stop))),
+        (dsn, sql, ("cam-05", start, stop)),
+    )
 
 
 def test_motion_events_of_an_hour_beside_a_bare_fetch(
@@ -257,17 +264,15 @@ def test_motion_events_of_an_hour_beside_a_bare_fetch(
     start = end - timedelta(hours=30)
     stop = start + timedelta(hours=1)
     sql = (
-        f"SELECT {_FRAME_COLUMNS.as_string()} FROM frame_metadata"
-        " WHERE captured_at >= %s AND captured_at < %s AND motion_score >= 0.5"
+        f"{_SELECT_FRAMES} WHERE captured_at >= %s AND captured_at < %s AND motion_score >= 0.5"
         " AND motion_score >= %s ORDER BY captured_at, camera_id, frame_number"
     )
-    bare = _bare(dsn, sql, (start, stop, 0.5))
-
-    def typed() -> int:
-        return len(query.motion_events(start, stop))
-
-    _side_by_side("motion_events, all cameras for an hour", typed, bare)
-    benchmark.pedantic(typed, rounds=5, iterations=1)  # type: ignore[no-untyped-call]
+    _side_by_side(
+        benchmark,
+        "motion_events, all cameras for an hour",
+        lambda: len(query.motion_events(start, stop)),
+        (dsn, sql, (start, stop, 0.5)),
+    )
 
 
 def pytest_terminal_summary_lines() -> list[str]:

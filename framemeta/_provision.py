@@ -716,11 +716,11 @@ def ensure_timescaledb(progress: Callable[[str], None] = print) -> Installation:
         found = find_installation()
         if found is not None:
             return found
-        log_path = cache / "provision.log"
-        progress(f"==> Installing PostgreSQL >= {MIN_PG_MAJOR} with TimescaleDB (log: {log_path})")
-        with log_path.open("w", encoding="utf-8") as log:
-            log.write(f"# framemeta provisioning started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-            runner = _Runner(log=log, log_path=log_path, progress=progress)
+        with _logged_runner(
+            cache / "provision.log",
+            f"PostgreSQL >= {MIN_PG_MAJOR} with TimescaleDB",
+            progress,
+        ) as runner:
             return _provision(cache, runner)
 
 
@@ -753,13 +753,21 @@ def ensure_pgbouncer(progress: Callable[[str], None] = print) -> Path:
         if found is not None:
             return found
         log_path = cache / "provision-pgbouncer.log"
-        progress(f"==> Installing pgbouncer from the Debian archive (log: {log_path})")
-        with log_path.open("w", encoding="utf-8") as log:
-            _Apt(_Runner(log=log, log_path=log_path, progress=progress)).install(["pgbouncer"])
+        with _logged_runner(log_path, "pgbouncer from the Debian archive", progress) as runner:
+            _Apt(runner).install(["pgbouncer"])
     found = find_pgbouncer()
     if found is None:
         raise ProvisionError(f"apt-get installed pgbouncer, but it is not on PATH; see {log_path}")
     return found
+
+
+@contextlib.contextmanager
+def _logged_runner(log_path: Path, what: str, progress: Callable[[str], None]) -> Iterator[_Runner]:
+    """A runner whose commands' output goes to a fresh log file."""
+    progress(f"==> Installing {what} (log: {log_path})")
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(f"# framemeta provisioning started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        yield _Runner(log=log, log_path=log_path, progress=progress)
 
 
 def _provision(cache: Path, runner: _Runner) -> Installation:

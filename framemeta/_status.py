@@ -269,11 +269,12 @@ def _rollups(conn: psycopg.Connection[Any], newest_frame: datetime | None) -> li
                 "         WHERE c.user_view_schema = current_schema()) AS w"
             ).fetchall()
         )
+    storage = maintenance._level_storage(conn)
     levels = []
     for level in maintenance.LEVELS[1:]:
         relation = maintenance.RELATIONS[level]
         width = maintenance.BUCKET_WIDTHS[level]
-        schema, table = maintenance._storage(conn, level)
+        schema, table = storage[level].schema, storage[level].table
         if relation in watermarks:
             # Materialised up to the watermark; newer buckets are computed
             # from the level below when read.

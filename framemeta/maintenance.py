@@ -12,6 +12,7 @@ import logging
 import random
 import re
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -25,6 +26,7 @@ from framemeta.records import _check_camera_id
 
 __all__ = [
     "LEVELS",
+    "LEVEL_STORAGE_SQL",
     "ChunksDropped",
     "Erasure",
     "LevelRebuilt",
@@ -297,8 +299,9 @@ def maintain(conn: psycopg.Connection[Any]) -> MaintenanceReport:
         for source, level in itertools.pairwise(LEVELS):
             # Everything the level below still keeps, not only the policy's
             # window: a refresh materialises only what changed, so this is
-            # cheap, and it catches frames backfilled days late.
-            kept = _kept_from(conn, source)
+            # cheap, and it catches frames backfilled days late. Read again
+            # for each level: the refresh of the one below adds chunks.
+            kept = _kept_from(_level_storage(conn), source)
             width = BUCKET_WIDTHS[level]
             end = _align(now - _REFRESH_END_OFFSETS[level], width)
             if kept is None or _align(kept, width, up=True) >= end:
@@ -513,48 +516,57 @@ def _align(moment: datetime, width: timedelta, *, up: bool = False) -> datetime:
 
 
 def _level_windows(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> list[_Window]:
+    storage = _level_storage(conn)
     windows = []
     for finer, level in itertools.pairwise(LEVELS):
         width = BUCKET_WIDTHS[level]
         first, last = _align(start, width), _align(end, width, up=True)
-        kept = _kept_from(conn, finer)
+        kept = _kept_from(storage, finer)
         kept_from = last if kept is None else min(max(first, _align(kept, width, up=True)), last)
         windows.append(_Window(level, first, last, kept_from))
     return windows
 
 
-def _kept_from(conn: psycopg.Connection[Any], level: str) -> datetime | None:
-    """Where the data a level can be computed from begins: the start of the
-    oldest chunk of this level or any finer one (retention drops whole
-    chunks, oldest first, and a rollup is computed from the level below
-    where it has not been materialised yet); None when nothing is kept."""
-    oldest: list[datetime] = []
-    for candidate in LEVELS[: LEVELS.index(level) + 1]:
-        schema, table = _storage(conn, candidate)
-        row = conn.execute(
-            "SELECT min(range_start) FROM timescaledb_information.chunks"
-            " WHERE hypertable_schema = %s AND hypertable_name = %s",
-            (schema, table),
-        ).fetchone()
-        if row is not None and row[0] is not None:
-            oldest.append(row[0])
-    return min(oldest, default=None)
+LEVEL_STORAGE_SQL: Final = """
+    SELECT l.position, l.level, l.relation,
+           coalesce(a.materialization_hypertable_schema, current_schema()) AS storage_schema,
+           coalesce(a.materialization_hypertable_name, l.relation) AS storage_table,
+           (SELECT min(c.range_start) FROM timescaledb_information.chunks AS c
+             WHERE c.hypertable_schema = coalesce(a.materialization_hypertable_schema,
+                                                  current_schema())
+               AND c.hypertable_name = coalesce(a.materialization_hypertable_name,
+                                                l.relation)) AS oldest
+      FROM (VALUES (0, 'raw', 'frame_metadata'), (1, '1m', 'frame_stats_1m'),
+                   (2, '1h', 'frame_stats_1h'), (3, '1d', 'frame_stats_1d'))
+           AS l (position, level, relation)
+      LEFT JOIN timescaledb_information.continuous_aggregates AS a
+        ON a.view_schema = current_schema() AND a.view_name = l.relation
+"""
+"""Each level's storage: the hypertable holding its rows (the relation, or
+a continuous aggregate's materialization hypertable) and the start of its
+oldest chunk (retention drops whole chunks, oldest first). The Query API
+plans from the same query."""
 
 
-def _storage(conn: psycopg.Connection[Any], level: str) -> tuple[str, str]:
-    """The hypertable holding a level's rows: the relation itself, or a
-    continuous aggregate's materialization hypertable."""
-    row = conn.execute(
-        "SELECT materialization_hypertable_schema, materialization_hypertable_name"
-        "  FROM timescaledb_information.continuous_aggregates"
-        " WHERE view_schema = current_schema() AND view_name = %s",
-        (RELATIONS[level],),
-    ).fetchone()
-    if row is not None:
-        return str(row[0]), str(row[1])
-    schema_row = conn.execute("SELECT current_schema()").fetchone()
-    assert schema_row is not None
-    return str(schema_row[0]), RELATIONS[level]
+@attrs.frozen
+class _Storage:
+    schema: str
+    table: str
+    oldest: datetime | None
+
+
+def _level_storage(conn: psycopg.Connection[Any]) -> dict[str, _Storage]:
+    """`LEVEL_STORAGE_SQL` for every level, in one round trip."""
+    rows = conn.execute(f"SELECT * FROM ({LEVEL_STORAGE_SQL}) AS s ORDER BY s.position")
+    return {level: _Storage(schema, table, oldest) for _, level, _, schema, table, oldest in rows}
+
+
+def _kept_from(storage: Mapping[str, _Storage], level: str) -> datetime | None:
+    """Where the data a level can be computed from begins: the oldest chunk
+    of this level or any finer one (a rollup is computed from the level
+    below where it has not been materialised yet); None when nothing is kept."""
+    oldest = [storage[candidate].oldest for candidate in LEVELS[: LEVELS.index(level) + 1]]
+    return min((moment for moment in oldest if moment is not None), default=None)
 
 
 def _recompute_window(
@@ -587,8 +599,11 @@ def _forget(conn: psycopg.Connection[Any], window: _Window, camera_id: str, comm
     recomputed any more; returns how many."""
     if window.start >= window.kept_from:
         return 0
-    schema, table = _storage(conn, window.level) if community else ("", RELATIONS[window.level])
-    target = sql.Identifier(schema, table) if schema else sql.Identifier(table)
+    if community:
+        storage = _level_storage(conn)[window.level]
+        target = sql.Identifier(storage.schema, storage.table)
+    else:
+        target = sql.Identifier(RELATIONS[window.level])
     cursor = conn.execute(
         sql.SQL("DELETE FROM {} WHERE camera_id = %s AND bucket >= %s AND bucket < %s").format(
             target

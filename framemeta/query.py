@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from framemeta import _dsn
 from framemeta.errors import ConfigurationError, ValidationError
+from framemeta.maintenance import LEVEL_STORAGE_SQL
 from framemeta.records import FrameRecord, _check_camera_id, _frame_from_row
 
 __all__ = [
@@ -418,24 +419,10 @@ def _camera(row: tuple[Any, ...]) -> CameraInfo:
 # and the motion threshold.
 _COVERAGE: Final = _Statement(
     sql.SQL(
-        """
-        SELECT l.level,
-               (SELECT min(c.range_start) FROM timescaledb_information.chunks AS c
-                 WHERE c.hypertable_schema = coalesce(a.materialization_hypertable_schema,
-                                                      current_schema())
-                   AND c.hypertable_name = coalesce(a.materialization_hypertable_name,
-                                                    l.relation)),
-               framemeta_retention(l.level),
-               framemeta_edition(),
-               (SELECT value::real FROM framemeta_config WHERE key = 'motion_threshold')
-          FROM (VALUES (0, 'raw', 'frame_metadata'), (1, '1m', 'frame_stats_1m'),
-                       (2, '1h', 'frame_stats_1h'), (3, '1d', 'frame_stats_1d'))
-               AS l (position, level, relation)
-          LEFT JOIN timescaledb_information.continuous_aggregates AS a
-            ON a.view_schema = current_schema() AND a.view_name = l.relation
-         ORDER BY l.position
-        """
-    ),
+        "SELECT s.level, s.oldest, framemeta_retention(s.level), framemeta_edition(),"
+        "       (SELECT value::real FROM framemeta_config WHERE key = 'motion_threshold')"
+        "  FROM ({}) AS s ORDER BY s.position"
+    ).format(sql.SQL(LEVEL_STORAGE_SQL)),
     {},
 )
 
@@ -855,15 +842,14 @@ async def configure_async_connection(conn: psycopg.AsyncConnection[Any]) -> None
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
-def _pool_kwargs(prepare_threshold: int | None) -> dict[str, Any]:
-    return {
-        "autocommit": True,
-        "prepare_threshold": prepare_threshold,
-        "application_name": "framemeta-query",
-    }
-
-
-def _check_pool_options(min_size: object, max_size: object) -> None:
+def _pool_settings(
+    dsn: str | None,
+    min_size: object,
+    max_size: object,
+    prepare_threshold: int | None,
+    timeout: float,
+) -> dict[str, Any]:
+    """What both pools are made with; raises `ConfigurationError` for bad sizes."""
     for name, value in (("min_size", min_size), ("max_size", max_size)):
         if type(value) is not int or value < (0 if name == "min_size" else 1):
             raise ConfigurationError(f"{name}: must be a non-negative integer, not {value!r}")
@@ -871,6 +857,18 @@ def _check_pool_options(min_size: object, max_size: object) -> None:
     assert isinstance(max_size, int)
     if min_size > max_size:
         raise ConfigurationError(f"min_size ({min_size}) is larger than max_size ({max_size})")
+    return {
+        "conninfo": _dsn.resolve(dsn),
+        "min_size": min_size,
+        "max_size": max_size,
+        "kwargs": {
+            "autocommit": True,
+            "prepare_threshold": prepare_threshold,
+            "application_name": "framemeta-query",
+        },
+        "timeout": timeout,
+        "name": "framemeta-query",
+    }
 
 
 class FrameQuery:
@@ -908,16 +906,10 @@ class FrameQuery:
             self._pool = pool
             self._owns_pool = False
             return
-        _check_pool_options(min_size, max_size)
         self._pool = ConnectionPool(
-            _dsn.resolve(dsn),
-            min_size=min_size,
-            max_size=max_size,
-            kwargs=_pool_kwargs(prepare_threshold),
+            **_pool_settings(dsn, min_size, max_size, prepare_threshold, timeout),
             check=_check_if_idle,
             configure=configure_connection,
-            timeout=timeout,
-            name="framemeta-query",
             open=True,
         )
         self._owns_pool = True
@@ -1087,16 +1079,10 @@ class AsyncFrameQuery:
             self._pool = pool
             self._owns_pool = False
             return
-        _check_pool_options(min_size, max_size)
         self._pool = AsyncConnectionPool(
-            _dsn.resolve(dsn),
-            min_size=min_size,
-            max_size=max_size,
-            kwargs=_pool_kwargs(prepare_threshold),
+            **_pool_settings(dsn, min_size, max_size, prepare_threshold, timeout),
             check=_check_async_if_idle,
             configure=configure_async_connection,
-            timeout=timeout,
-            name="framemeta-query",
             open=False,
         )
         self._owns_pool = True

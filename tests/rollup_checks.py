@@ -3,13 +3,47 @@ recomputation from raw, and each coarser level the composition of the finer."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from hypothesis import strategies as st
 
+from framemeta import BoundingBox, Detection, FrameRecord
 from tests.frames import refresh_rollups
 
 LEVELS = {"frame_stats_1m": "1 minute", "frame_stats_1h": "1 hour", "frame_stats_1d": "1 day"}
+RANDOM_BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+    days=3
+)
+"""Midnight three days ago: `random_frames` fall in the three days after it."""
+_LABELS = ("person", "car", "dog")
+
+
+def random_frames(*, max_size: int, unique: bool = False) -> st.SearchStrategy[list[FrameRecord]]:
+    """Lists of frames of three cameras at any moment of three days after
+    `RANDOM_BASE`, with or without motion, brightness and labelled
+    detections; ``unique``: no two share a natural key."""
+    frame = st.builds(
+        lambda camera, seconds, number, motion, brightness, labels: FrameRecord(
+            f"cam-{camera}",
+            RANDOM_BASE + timedelta(seconds=seconds),
+            number,
+            motion_score=motion,
+            brightness=brightness,
+            detections=[Detection(label, 0.8, BoundingBox(1.0, 1.0, 2.0, 2.0)) for label in labels],
+        ),
+        camera=st.integers(0, 2),
+        seconds=st.floats(0, 3 * 86_400 - 60, allow_nan=False),
+        number=st.integers(0, 10**6),
+        motion=st.none() | st.floats(0, 1, width=32),
+        brightness=st.none() | st.floats(0, 1, width=32),
+        labels=st.lists(st.sampled_from(_LABELS), max_size=3),
+    )
+    if unique:
+        return st.lists(frame, min_size=1, max_size=max_size, unique_by=lambda r: r.key)
+    return st.lists(frame, min_size=1, max_size=max_size)
+
 
 _FROM_RAW = """
     WITH labels AS (

@@ -15,14 +15,14 @@ import attrs
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from psycopg.conninfo import make_conninfo
 
 import framemeta.query
-from framemeta import BoundingBox, Detection, FrameRecord, MetadataWriter, ValidationError
+from framemeta import FrameRecord, MetadataWriter, ValidationError
 from framemeta._copy import copy_batch, encode_batch
 from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
 from tests.frames import START, empty_frames, frames, refresh_rollups
+from tests.rollup_checks import RANDOM_BASE, random_frames
 
 COUNT = 4000  # 4 cameras, 10 frames/s: 100 s each
 
@@ -205,31 +205,6 @@ def test_async_query_gives_the_same_answers(
 
 # -- statistics ---------------------------------------------------------------
 
-BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
-LABELS = ("person", "car", "dog")
-
-random_frames = st.lists(
-    st.builds(
-        lambda camera, seconds, number, motion, brightness, labels: FrameRecord(
-            f"cam-{camera}",
-            BASE + timedelta(seconds=seconds),
-            number,
-            motion_score=motion,
-            brightness=brightness,
-            detections=[Detection(label, 0.8, BoundingBox(1.0, 1.0, 2.0, 2.0)) for label in labels],
-        ),
-        camera=st.integers(0, 2),
-        seconds=st.integers(0, 3 * 86_400 - 1),
-        number=st.integers(0, 10**6),
-        motion=st.none() | st.floats(0, 1, width=32),
-        brightness=st.none() | st.floats(0, 1, width=32),
-        labels=st.lists(st.sampled_from(LABELS), max_size=3),
-    ),
-    min_size=1,
-    max_size=80,
-    unique_by=lambda record: record.key,
-)
-
 
 def _comparable(rows: list[StatsRow]) -> list[tuple[Any, ...]]:
     """Every field, with the averages rounded: sums of the same values
@@ -247,7 +222,7 @@ def _comparable(rows: list[StatsRow]) -> list[tuple[Any, ...]]:
 @settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(records=random_frames)
+@given(records=random_frames(max_size=80, unique=True))
 def test_stats_are_identical_whichever_source_answers(
     db_dsn: str, records: list[FrameRecord]
 ) -> None:
@@ -255,7 +230,10 @@ def test_stats_are_identical_whichever_source_answers(
     with psycopg.connect(db_dsn, autocommit=True) as conn, conn.transaction():
         copy_batch(conn, encode_batch(records))
     refresh_rollups(db_dsn)
-    start, end = BASE + timedelta(hours=5, minutes=17), BASE + timedelta(days=2, hours=3)
+    start, end = (
+        RANDOM_BASE + timedelta(hours=5, minutes=17),
+        RANDOM_BASE + timedelta(days=2, hours=3),
+    )
 
     with FrameQuery(db_dsn) as query:
         for bucket, sources in (

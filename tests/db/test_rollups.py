@@ -4,41 +4,19 @@ lateness or duplication of the frames."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framemeta import BoundingBox, Detection, FrameRecord
+from framemeta import FrameRecord
 from framemeta._copy import copy_batch, encode_batch, insert_idempotent
 from tests.frames import empty_frames, refresh_rollups
-from tests.rollup_checks import assert_rollups_consistent
+from tests.rollup_checks import RANDOM_BASE, assert_rollups_consistent, random_frames
 
-BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
-LABELS = ("person", "car", "dog")
-
-frames_strategy = st.lists(
-    st.builds(
-        lambda camera, minutes, number, motion, brightness, labels: FrameRecord(
-            f"cam-{camera}",
-            BASE + timedelta(minutes=minutes),
-            number,
-            motion_score=motion,
-            brightness=brightness,
-            detections=[Detection(label, 0.8, BoundingBox(1.0, 1.0, 2.0, 2.0)) for label in labels],
-        ),
-        camera=st.integers(0, 2),
-        minutes=st.floats(0, 3 * 24 * 60 - 1, allow_nan=False),
-        number=st.integers(0, 10**6),
-        motion=st.none() | st.floats(0, 1, width=32),
-        brightness=st.none() | st.floats(0, 1, width=32),
-        labels=st.lists(st.sampled_from(LABELS), max_size=3),
-    ),
-    min_size=1,
-    max_size=60,
-)
+frames_strategy = random_frames(max_size=60)
 
 
 @settings(
@@ -61,7 +39,7 @@ def test_every_level_equals_raw_whatever_the_arrival_order(
 
 def test_fast_path_copy_is_rolled_up_in_the_same_transaction(db_dsn: str) -> None:
     frames = [
-        FrameRecord("cam-a", BASE + timedelta(seconds=10 * i), i, motion_score=0.9)
+        FrameRecord("cam-a", RANDOM_BASE + timedelta(seconds=10 * i), i, motion_score=0.9)
         for i in range(30)
     ]
     with psycopg.connect(db_dsn) as conn:
@@ -75,7 +53,7 @@ def test_fast_path_copy_is_rolled_up_in_the_same_transaction(db_dsn: str) -> Non
 
 
 def test_a_failed_batch_leaves_no_rollup_behind(db_dsn: str) -> None:
-    frame = FrameRecord("cam-a", BASE, 1)
+    frame = FrameRecord("cam-a", RANDOM_BASE, 1)
     with psycopg.connect(db_dsn) as conn:
         copy_batch(conn, encode_batch([frame]))
         with pytest.raises(psycopg.errors.UniqueViolation):
