@@ -19,6 +19,7 @@ import orjson
 import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_loads
+from psycopg.types.numeric import Int8
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from framemeta import _dsn
@@ -173,32 +174,63 @@ class _Statement:
 
 _FRAME_COLUMNS: Final = sql.SQL(
     "camera_id, captured_at, frame_number, width, height, motion_score, brightness,"
-    " detection_labels, detection_scores, detection_boxes, metadata"
+    " detection_labels, detection_scores, detection_boxes, metadata::text AS metadata"
 )
+"""The columns of a FrameRecord. Metadata comes as JSON text, parsed by
+orjson in `_frame_from_row`: psycopg's jsonb loader is a Python call per row."""
 
 
 def _frame(row: tuple[Any, ...]) -> FrameRecord:
     return _frame_from_row(*row)
 
 
+_VALUE_TYPES: Final = {
+    "camera": "text",
+    "start": "timestamptz",
+    "end": "timestamptz",
+    "after_at": "timestamptz",
+    "after_number": "bigint",
+    "min_score": "float8",
+}
+
+
+def _value(name: str) -> sql.Composable:
+    """Parameter ``name`` as a one-value subquery. A prepared plan evaluates
+    it once, as an init plan; for TimescaleDB it is then a run-time value,
+    not one of the statement's parameters, and it skips the startup
+    exclusion it does for those (re-checking every chunk's constraints on
+    each execution: about 0.25 ms on a week of 1-day chunks, more than a
+    short range read). Its run-time exclusion still skips chunks outside a
+    time range."""
+    return sql.SQL("(SELECT %({})s::{})").format(sql.SQL(name), sql.SQL(_VALUE_TYPES[name]))
+
+
+# The values of a lookup reach the hypertable through a one-row subquery
+# (OFFSET 0 keeps the planner from folding it in), so in a prepared plan they
+# are join parameters, not the statement's own: TimescaleDB then skips its
+# startup exclusion, which re-checks every chunk's constraints on each
+# execution (about 0.25 ms on a week of 1-day chunks, more than the lookup),
+# and its runtime exclusion still skips the chunks a time condition rules out.
+_GET: Final = sql.SQL(
+    "SELECT f.* FROM (SELECT %(camera)s::text AS camera, %(at)s::timestamptz AS at,"
+    " %(number)s::bigint AS number OFFSET 0) AS k"
+    " CROSS JOIN LATERAL (SELECT {} FROM frame_metadata WHERE camera_id = k.camera"
+    " AND captured_at = k.at AND frame_number = k.number) AS f"
+).format(_FRAME_COLUMNS)
+_LATEST: Final = sql.SQL(
+    "SELECT f.* FROM (SELECT %(camera)s::text AS camera OFFSET 0) AS k"
+    " CROSS JOIN LATERAL (SELECT {} FROM frame_metadata WHERE camera_id = k.camera"
+    " ORDER BY captured_at DESC, frame_number DESC LIMIT 1) AS f"
+).format(_FRAME_COLUMNS)
+
+
 def _get_statement(camera_id: str, captured_at: datetime, frame_number: int) -> _Statement:
-    return _Statement(
-        sql.SQL(
-            "SELECT {} FROM frame_metadata WHERE camera_id = %(camera)s"
-            " AND captured_at = %(at)s AND frame_number = %(number)s"
-        ).format(_FRAME_COLUMNS),
-        {"camera": camera_id, "at": captured_at, "number": frame_number},
-    )
+    # Int8: one prepared statement, whatever the number's size.
+    return _Statement(_GET, {"camera": camera_id, "at": captured_at, "number": Int8(frame_number)})
 
 
 def _latest_statement(camera_id: str) -> _Statement:
-    return _Statement(
-        sql.SQL(
-            "SELECT {} FROM frame_metadata WHERE camera_id = %(camera)s"
-            " ORDER BY captured_at DESC, frame_number DESC LIMIT 1"
-        ).format(_FRAME_COLUMNS),
-        {"camera": camera_id},
-    )
+    return _Statement(_LATEST, {"camera": camera_id})
 
 
 def _latest_all_statement() -> _Statement:
@@ -254,18 +286,23 @@ class _FramesPages:
         direction = sql.SQL("DESC" if descending else "ASC")
         keyset = sql.SQL("")
         if after is not None:
-            keyset = sql.SQL(
-                " AND (captured_at, frame_number) < (%(after_at)s, %(after_number)s)"
-                if descending
-                else " AND (captured_at, frame_number) > (%(after_at)s, %(after_number)s)"
+            keyset = sql.SQL(" AND (captured_at, frame_number) {} ({}, {})").format(
+                sql.SQL("<" if descending else ">"), _value("after_at"), _value("after_number")
             )
         page = _STREAM_ROWS if self.limit is None else min(_STREAM_ROWS, self.limit - fetched)
         return _Statement(
             sql.SQL(
-                "SELECT {} FROM frame_metadata WHERE camera_id = %(camera)s"
-                " AND captured_at >= %(start)s AND captured_at < %(end)s{keyset}"
+                "SELECT {} FROM frame_metadata WHERE camera_id = {} AND captured_at >= {}"
+                " AND captured_at < {}{keyset}"
                 " ORDER BY captured_at {dir}, frame_number {dir} LIMIT %(page)s"
-            ).format(_FRAME_COLUMNS, keyset=keyset, dir=direction),
+            ).format(
+                _FRAME_COLUMNS,
+                _value("camera"),
+                _value("start"),
+                _value("end"),
+                keyset=keyset,
+                dir=direction,
+            ),
             {
                 "camera": self.camera_id,
                 "start": self.start,
@@ -274,7 +311,6 @@ class _FramesPages:
                 "after_number": after[1] if after else None,
                 "page": page,
             },
-            prepare=False,
         )
 
 
@@ -286,15 +322,25 @@ def _motion_statement(
     indexed = (
         sql.SQL(" AND motion_score >= 0.5") if min_score >= _MOTION_INDEX_THRESHOLD else sql.SQL("")
     )
-    camera = sql.SQL(" AND camera_id = %(camera)s") if camera_id is not None else sql.SQL("")
+    camera = (
+        sql.SQL(" AND camera_id = {}").format(_value("camera"))
+        if camera_id is not None
+        else sql.SQL("")
+    )
     return _Statement(
         sql.SQL(
-            "SELECT {} FROM frame_metadata WHERE captured_at >= %(start)s AND captured_at < %(end)s"
-            "{indexed} AND motion_score >= %(min_score)s{camera}"
+            "SELECT {} FROM frame_metadata WHERE captured_at >= {} AND captured_at < {}"
+            "{indexed} AND motion_score >= {}{camera}"
             " ORDER BY captured_at, camera_id, frame_number"
-        ).format(_FRAME_COLUMNS, indexed=indexed, camera=camera),
+        ).format(
+            _FRAME_COLUMNS,
+            _value("start"),
+            _value("end"),
+            _value("min_score"),
+            indexed=indexed,
+            camera=camera,
+        ),
         {"start": start, "end": end, "camera": camera_id, "min_score": min_score},
-        prepare=False,
     )
 
 
@@ -478,15 +524,19 @@ _FROM_RAW: Final = sql.SQL(
 )
 
 
-# Every source's rows go through one projection: binary results decode a
-# third faster, and the real (float4) minima and maxima are passed through
-# their text form so that 0.8 arrives as 0.8, not as 0.800000011920929.
+# Every source's rows go through one projection, in StatsRow's field order:
+# binary results decode a third faster; the real (float4) minima and maxima
+# pass through their text form so that 0.8 arrives as 0.8, not as
+# 0.800000011920929; averages are divided here; label counts come as JSON
+# text for orjson (psycopg's jsonb loader costs a Python call per row).
 _STATS_OUTER: Final = sql.SQL(
     """
     SELECT camera_id, bucket, frames, first_at, last_at, first_number, last_number,
-           motion_frames, motion_sum, motion_min::text::float8, motion_max::text::float8,
-           motion_events, brightness_frames, brightness_sum, brightness_min::text::float8,
-           brightness_max::text::float8, detections, by_label
+           motion_frames, motion_sum / nullif(motion_frames, 0),
+           motion_min::text::float8, motion_max::text::float8, motion_events,
+           brightness_frames, brightness_sum / nullif(brightness_frames, 0),
+           brightness_min::text::float8, brightness_max::text::float8, detections,
+           by_label::text
     FROM ({}) AS stats (camera_id, bucket, frames, first_at, last_at, first_number,
                         last_number, motion_frames, motion_sum, motion_min, motion_max,
                         motion_events, brightness_frames, brightness_sum, brightness_min,
@@ -523,32 +573,16 @@ def _stats_statement(
 
 
 def _stats_row(row: tuple[Any, ...]) -> StatsRow:
-    (camera_id, bucket, frames, first_at, last_at, first_number, last_number,
-     motion_frames, motion_sum, motion_min, motion_max, motion_events,
-     brightness_frames, brightness_sum, brightness_min, brightness_max,
-     detections, by_label) = row  # fmt: skip
-    # Counts arrive as int (bigint), label counts as JSON integers; only
-    # times from a session not in UTC need converting.
-    return StatsRow(
-        camera_id,
-        bucket if bucket.tzinfo is UTC else _utc(bucket),
-        frames,
-        first_at if first_at.tzinfo is UTC else _utc(first_at),
-        last_at if last_at.tzinfo is UTC else _utc(last_at),
-        first_number,
-        last_number,
-        motion_frames,
-        motion_sum / motion_frames if motion_frames else None,
-        motion_min,
-        motion_max,
-        motion_events,
-        brightness_frames,
-        brightness_sum / brightness_frames if brightness_frames else None,
-        brightness_min,
-        brightness_max,
-        detections,
-        by_label or {},
-    )
+    return StatsRow(*row[:-1], orjson.loads(row[-1]))
+
+
+def _stats_row_in_utc(row: tuple[Any, ...]) -> StatsRow:
+    """`_stats_row` for a session whose time zone is not UTC (a pool of the
+    caller's own)."""
+    values = list(row)
+    for index in (1, 3, 4):  # bucket, first_at, last_at
+        values[index] = _utc(values[index])
+    return _stats_row(tuple(values))
 
 
 # -- planning ---------------------------------------------------------------
@@ -799,7 +833,9 @@ def _stats_calls(plan: StatsPlan, camera_id: str | None, threshold: float) -> li
 
 
 def _stats_rows(parts: list[list[tuple[Any, ...]]]) -> list[StatsRow]:
-    rows = [_stats_row(row) for part in parts for row in part]
+    first = next((part[0] for part in parts if part), None)
+    make = _stats_row if first is None or first[1].tzinfo is UTC else _stats_row_in_utc
+    rows = [make(row) for part in parts for row in part]
     if len(parts) > 1:  # each part is in order; together they need sorting
         rows.sort(key=_stats_order)
     return rows

@@ -444,12 +444,12 @@ def _frame_from_row(
     labels: list[str] | None,
     scores: list[float] | None,
     boxes: list[list[float | None]] | None,
-    metadata: dict[str, Any] | None,
+    metadata_text: str | None,
 ) -> FrameRecord:
-    """A record from a row of ``frame_metadata``, without validation: the
-    table's constraints checked every value when it was stored. About a
-    third of the cost of the validating constructor (reads stream thousands
-    of rows)."""
+    """A record from a row of ``frame_metadata`` (metadata as JSON text),
+    without validation: the table's constraints checked every value when it
+    was stored. About a third of the cost of the validating constructor
+    (reads stream thousands of rows)."""
     record = object.__new__(FrameRecord)
     if captured_at.tzinfo is not UTC:
         captured_at = captured_at.astimezone(UTC)
@@ -478,6 +478,7 @@ def _frame_from_row(
     setters[5](record, motion_score)
     setters[6](record, brightness)
     setters[7](record, detections)
+    metadata = orjson.loads(metadata_text) if metadata_text is not None else None
     setters[8](record, metadata or {})
     setters[9](record, _JSONB_VERSION + orjson.dumps(metadata) if metadata else None)
     return record
