@@ -284,7 +284,7 @@ class _FramesPages:
     def _page(self, after: tuple[datetime, int] | None, fetched: int = 0) -> _Statement:
         descending = self.order == "desc"
         direction = sql.SQL("DESC" if descending else "ASC")
-        keyset = sql.SQL("")
+        keyset: sql.Composable = sql.SQL("")
         if after is not None:
             keyset = sql.SQL(" AND (captured_at, frame_number) {} ({}, {})").format(
                 sql.SQL("<" if descending else ">"), _value("after_at"), _value("after_number")
@@ -573,7 +573,7 @@ def _stats_statement(
 
 
 def _stats_row(row: tuple[Any, ...]) -> StatsRow:
-    return StatsRow(*row[:-1], orjson.loads(row[-1]))
+    return StatsRow(*row[:-1], orjson.loads(row[-1]))  # type: ignore[call-arg]
 
 
 def _stats_row_in_utc(row: tuple[Any, ...]) -> StatsRow:
