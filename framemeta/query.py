@@ -205,12 +205,10 @@ def _value(name: str) -> sql.Composable:
     return sql.SQL("(SELECT %({})s::{})").format(sql.SQL(name), sql.SQL(_VALUE_TYPES[name]))
 
 
-# The values of a lookup reach the hypertable through a one-row subquery
-# (OFFSET 0 keeps the planner from folding it in), so in a prepared plan they
-# are join parameters, not the statement's own: TimescaleDB then skips its
-# startup exclusion, which re-checks every chunk's constraints on each
-# execution (about 0.25 ms on a week of 1-day chunks, more than the lookup),
-# and its runtime exclusion still skips the chunks a time condition rules out.
+# Point lookups take their values from a one-row subquery (OFFSET 0 keeps
+# the planner from folding it in): join parameters, which spare the startup
+# exclusion as `_value`'s init plans do, and measured faster than those for
+# these two (pgbench, prepared: get 0.27 against 0.46 ms).
 _GET: Final = sql.SQL(
     "SELECT f.* FROM (SELECT %(camera)s::text AS camera, %(at)s::timestamptz AS at,"
     " %(number)s::bigint AS number OFFSET 0) AS k"

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
 
 import framemeta.query
 from framemeta import FrameRecord, MetadataWriter, ValidationError
@@ -201,6 +202,46 @@ def test_async_query_gives_the_same_answers(
         query.stats(start, end, bucket=timedelta(minutes=1)),
         str(query.plan(start, end, bucket=timedelta(minutes=1))),
     )
+
+
+def test_a_pool_of_your_own_in_another_time_zone_gives_the_same_answers(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    dsn, records = loaded
+    start, end = START, START + timedelta(minutes=10)
+
+    def kolkata(conn: psycopg.Connection[Any]) -> None:  # +05:30, and no orjson
+        conn.execute("SET TIME ZONE 'Asia/Kolkata'")
+
+    with (
+        ConnectionPool(dsn, kwargs={"autocommit": True}, configure=kolkata, min_size=1) as pool,
+        FrameQuery(pool=pool) as own,
+    ):
+        answers = (
+            own.get(*records[84].key),
+            own.latest_all(),
+            list(own.frames("cam-01", start, end)),
+            own.motion_events(start, end),
+            own.stats(start, end, bucket=timedelta(minutes=1)),
+            own.stats(start, end, bucket=timedelta(seconds=30)),  # from raw frames
+        )
+    assert answers == (
+        query.get(*records[84].key),
+        query.latest_all(),
+        list(query.frames("cam-01", start, end)),
+        query.motion_events(start, end),
+        query.stats(start, end, bucket=timedelta(minutes=1)),
+        query.stats(start, end, bucket=timedelta(seconds=30)),
+    )
+    stats = answers[4]
+    assert stats
+    assert all(
+        moment.tzinfo is UTC
+        for row in stats
+        for moment in (row.bucket, row.first_captured_at, row.last_captured_at)
+    )
+    assert answers[0] is not None
+    assert answers[0].captured_at.tzinfo is UTC
 
 
 # -- statistics ---------------------------------------------------------------
