@@ -15,7 +15,7 @@ import pytest
 
 from framemeta import FlushTimeoutError, MetadataWriter, SpoolError
 from framemeta.embedded import EmbeddedServer
-from tests.frames import frames, keys, stored_keys
+from tests.frames import START, frames, keys, stored_keys
 
 
 def _options(spool: Path) -> dict[str, Any]:
@@ -90,13 +90,15 @@ def test_spool_survives_a_killed_processor(
     script = textwrap.dedent(
         f"""
         import time
+        from datetime import datetime
         from pathlib import Path
         from framemeta import MetadataWriter
         from tests.frames import frames
         writer = MetadataWriter({db_dsn!r}, spool_dir=Path({str(spool)!r}),
                                 batch_records=1000, flush_interval=0.05,
                                 retry_initial=0.05, retry_max=0.5)
-        writer.write_many(frames({count}))
+        # This process's START, not the child's: an hour may turn between them.
+        writer.write_many(frames({count}, start=datetime.fromisoformat({START.isoformat()!r})))
         while writer.stats().spooled < {count}:
             time.sleep(0.05)
         print("spooled", flush=True)
