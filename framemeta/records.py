@@ -433,6 +433,31 @@ def _make_converter() -> cattrs.Converter:
 _converter: Final = _make_converter()
 
 
+_new: Final = object.__new__
+_set_label, _set_confidence, _set_box = _DETECTION_SETTERS
+_set_x, _set_y, _set_width, _set_height = _BOX_SETTERS
+
+
+def _detection_from_row(
+    label: str, confidence: float, box_values: list[float | None] | None
+) -> Detection:
+    """A detection from element i of the three arrays, without validation
+    (unrolled: streamed reads build thousands)."""
+    detection = _new(Detection)
+    _set_label(detection, label)
+    _set_confidence(detection, confidence)
+    if box_values is None or box_values[0] is None:
+        _set_box(detection, None)
+        return detection
+    box = _new(BoundingBox)
+    _set_x(box, box_values[0])
+    _set_y(box, box_values[1])
+    _set_width(box, box_values[2])
+    _set_height(box, box_values[3])
+    _set_box(detection, box)
+    return detection
+
+
 def _frame_from_row(
     camera_id: str,
     captured_at: datetime,
@@ -455,20 +480,15 @@ def _frame_from_row(
         captured_at = captured_at.astimezone(UTC)
     detections: tuple[Detection, ...] = ()
     if labels:
-        made = []
-        for index, label in enumerate(labels):
-            detection = object.__new__(Detection)
-            box_values = boxes[index] if boxes and index < len(boxes) else None
-            box = None
-            if box_values is not None and box_values[0] is not None:
-                box = object.__new__(BoundingBox)
-                for setter, value in zip(_BOX_SETTERS, box_values, strict=True):
-                    setter(box, value)
-            _DETECTION_SETTERS[0](detection, label)
-            _DETECTION_SETTERS[1](detection, scores[index] if scores else 0.0)
-            _DETECTION_SETTERS[2](detection, box)
-            made.append(detection)
-        detections = tuple(made)
+        count = len(labels)
+        # The writer stores the three arrays at the same length; a row
+        # written otherwise gets no box and a confidence of 0.0 where an
+        # array falls short.
+        if scores is None or len(scores) != count:
+            scores = [*(scores or ())[:count], *[0.0] * (count - len(scores or ()))]
+        if boxes is None or len(boxes) != count:
+            boxes = [*(boxes or ())[:count], *[None] * (count - len(boxes or ()))]
+        detections = tuple(map(_detection_from_row, labels, scores, boxes))
     setters = _SLOT_SETTERS
     setters[0](record, camera_id)
     setters[1](record, captured_at)
