@@ -12,7 +12,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
 import attrs
 import orjson
@@ -254,6 +254,17 @@ def _latest_all_statement() -> _Statement:
     )
 
 
+class _Pages(Protocol):
+    """Reads made of one or more statements, each decided by the rows of
+    the one before (both executors loop over them the same way)."""
+
+    def first(self) -> _Statement: ...
+
+    def next(
+        self, page: _Statement, records: list[FrameRecord], fetched: int
+    ) -> _Statement | None: ...
+
+
 @attrs.frozen
 class _FramesPages:
     """A camera's frames in ``[start, end)``, read page by page by key (the
@@ -342,105 +353,149 @@ def _motion_statement(
     )
 
 
-def _search_statement(
-    contains: bytes | None,
-    label: str | None,
-    min_confidence: float | None,
-    start: datetime,
-    end: datetime,
-    camera_id: str | None,
-    limit: int,
-) -> _Statement:
-    filters: list[sql.Composable] = []
-    if label is not None:
-        filters.append(sql.SQL("%(label)s = ANY(detection_labels)"))
-        if min_confidence is not None:
+@attrs.frozen
+class _Search:
+    """A search, run as one statement or as a few: `first` gives the first,
+    `next` the one after a statement that gave ``records`` (None when done),
+    as for `_FramesPages`."""
+
+    contains: bytes | None
+    label: str | None
+    min_confidence: float | None
+    start: datetime
+    end: datetime
+    camera_id: str | None
+    limit: int
+
+    def first(self) -> _Statement:
+        if self.camera_id is not None:
+            return self._one_camera()
+        if self.contains is not None:
+            return self._every_camera_then_index()
+        return self._window(self.start, min(self.end, self.start + _SEARCH_WINDOW), self.limit)
+
+    def next(self, page: _Statement, records: list[FrameRecord], fetched: int) -> _Statement | None:
+        """Only a search of every camera without ``contains`` takes several
+        statements: windows that double until the limit is filled. A
+        frequent label fills it in the first five minutes; a rare one costs
+        a few more statements, and stops as soon as it has enough, where one
+        statement over the whole range would scan all of it (a label at a
+        high confidence over a day: 330 ms)."""
+        if self.camera_id is not None or self.contains is not None or fetched >= self.limit:
+            return None
+        window_end = page.params["window_end"]
+        if window_end >= self.end:
+            return None
+        width = 2 * (window_end - page.params["window_start"])
+        return self._window(window_end, min(self.end, window_end + width), self.limit - fetched)
+
+    def _filters(self, *, contains: bool = True) -> list[sql.Composable]:
+        """The conditions on each frame; ``contains`` False leaves the
+        metadata condition to the GIN index."""
+        filters: list[sql.Composable] = []
+        if self.label is not None:
+            filters.append(sql.SQL("%(label)s = ANY(detection_labels)"))
+            if self.min_confidence is not None:
+                filters.append(
+                    sql.SQL(
+                        "EXISTS (SELECT FROM unnest(detection_labels, detection_scores)"
+                        " AS d(l, s) WHERE d.l = %(label)s AND d.s >= %(min_confidence)s)"
+                    )
+                )
+        elif self.min_confidence is not None:
             filters.append(
                 sql.SQL(
-                    "EXISTS (SELECT FROM unnest(detection_labels, detection_scores) AS d(l, s)"
-                    " WHERE d.l = %(label)s AND d.s >= %(min_confidence)s)"
+                    "EXISTS (SELECT FROM unnest(detection_scores) AS s"
+                    " WHERE s >= %(min_confidence)s)"
                 )
             )
-    elif min_confidence is not None:
-        filters.append(
-            sql.SQL(
-                "EXISTS (SELECT FROM unnest(detection_scores) AS s WHERE s >= %(min_confidence)s)"
-            )
-        )
-    # Out of the GIN index's reach: matched row by row along the primary key.
-    by_key = [sql.SQL("coalesce(metadata, '{}') @> %(contains)s::jsonb")] if contains else []
-    params = {
-        "start": start,
-        "end": end,
-        "camera": camera_id,
-        "contains": contains.decode() if contains is not None else None,
-        "label": label,
-        "min_confidence": min_confidence,
-        "limit": limit,
-    }
-    if camera_id is not None:
-        # One camera: the primary key narrows the range to a few thousand
-        # rows; intersecting the GIN index over whole chunks costs more.
+        if self.contains is not None and contains:
+            # Out of the GIN index's reach: matched row by row along the key.
+            filters.append(sql.SQL("coalesce(metadata, '{}') @> %(contains)s::jsonb"))
+        return filters
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "camera": self.camera_id,
+            "contains": self.contains.decode() if self.contains is not None else None,
+            "label": self.label,
+            "min_confidence": self.min_confidence,
+            "limit": self.limit,
+        }
+
+    def _one_camera(self) -> _Statement:
+        # The primary key narrows the range to a few thousand rows;
+        # intersecting the GIN index over whole chunks costs more.
         conditions = [
             sql.SQL(
                 "camera_id = %(camera)s AND captured_at >= %(start)s AND captured_at < %(end)s"
             ),
-            *by_key,
-            *filters,
+            *self._filters(),
         ]
         query = sql.SQL(
             "SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at, camera_id,"
             " frame_number LIMIT %(limit)s"
         ).format(_FRAME_COLUMNS, sql.SQL(" AND ").join(conditions))
-        return _Statement(query, params, prepare=False)
-    # Every camera. A common value fills the limit within minutes, found by
-    # walking each camera's frames in key order from the start; the GIN
-    # index would fetch every match of whole chunks first (a quarter of a
-    # day's frames: 250 ms). A rare value does not fill it there; only then
-    # does the rest of the range go to the GIN index.
-    window_end = min(end, start + _SEARCH_WINDOW)
-    # The cameras come from the daily rollup: a few rows per camera.
-    params |= {"window_floor": _floor(start, timedelta(days=1)), "window_end": window_end}
-    early = [
-        sql.SQL(
-            "m.camera_id = c.camera_id AND m.captured_at >= %(start)s"
-            " AND m.captured_at < %(window_end)s"
-        ),
-        *by_key,
-        *filters,
-    ]
-    late = [
-        sql.SQL("captured_at >= %(window_end)s AND captured_at < %(end)s"),
-        *([sql.SQL("metadata @> %(contains)s::jsonb")] if contains else []),
-        *filters,
-    ]
-    query = sql.SQL(
-        """
-        WITH early AS MATERIALIZED (
+        return _Statement(query, self._params(), prepare=False)
+
+    def _window(self, start: datetime, end: datetime, limit: int) -> _Statement:
+        """Each camera's frames in ``[start, end)`` walked by key, matched row
+        by row; the cameras come from the daily rollup (a few rows each)."""
+        query = sql.SQL(
+            """
             SELECT found.* FROM (
                 SELECT DISTINCT camera_id FROM frame_stats_1d
                 WHERE bucket >= %(window_floor)s AND bucket < %(window_end)s
             ) AS c
             CROSS JOIN LATERAL (
-                SELECT {columns} FROM frame_metadata AS m WHERE {early}
+                SELECT {columns} FROM frame_metadata AS m
+                WHERE m.camera_id = c.camera_id AND m.captured_at >= %(window_start)s
+                  AND m.captured_at < %(window_end)s{filters}
                 ORDER BY m.captured_at, m.frame_number LIMIT %(limit)s
             ) AS found
+            ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s
+            """
+        ).format(
+            columns=_FRAME_COLUMNS,
+            filters=sql.SQL("").join(sql.SQL(" AND {}").format(f) for f in self._filters()),
         )
-        SELECT * FROM (
-            SELECT * FROM early
-            UNION ALL
-            (SELECT {columns} FROM frame_metadata
-              WHERE {late} AND (SELECT count(*) FROM early) < %(limit)s
-              ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s)
-        ) AS matches
-        ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s
-        """
-    ).format(
-        columns=_FRAME_COLUMNS,
-        early=sql.SQL(" AND ").join(early),
-        late=sql.SQL(" AND ").join(late),
-    )
-    return _Statement(query, params, prepare=False)
+        params = self._params() | {
+            "window_start": start,
+            "window_end": end,
+            "window_floor": _floor(start, timedelta(days=1)),
+            "limit": limit,
+        }
+        return _Statement(query, params, prepare=False)
+
+    def _every_camera_then_index(self) -> _Statement:
+        # A common value fills the limit within minutes, found by walking
+        # each camera's frames in key order from the start; the GIN index
+        # would fetch every match of whole chunks first (a quarter of a
+        # day's frames: 250 ms). A rare value does not fill it there; only
+        # then does the rest of the range go to the GIN index, which finds
+        # nothing at all in a few milliseconds.
+        early = self._window(self.start, min(self.end, self.start + _SEARCH_WINDOW), self.limit)
+        late = [
+            sql.SQL("captured_at >= %(window_end)s AND captured_at < %(end)s"),
+            sql.SQL("metadata @> %(contains)s::jsonb"),
+            *self._filters(contains=False),
+        ]
+        query = sql.SQL(
+            """
+            WITH early AS MATERIALIZED ({early})
+            SELECT * FROM (
+                SELECT * FROM early
+                UNION ALL
+                (SELECT {columns} FROM frame_metadata
+                  WHERE {late} AND (SELECT count(*) FROM early) < %(limit)s
+                  ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s)
+            ) AS matches
+            ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s
+            """
+        ).format(early=early.query, columns=_FRAME_COLUMNS, late=sql.SQL(" AND ").join(late))
+        return _Statement(query, early.params, prepare=False)
 
 
 def _cameras_statement() -> _Statement:
@@ -806,7 +861,7 @@ def _motion_call(
     return _Call(_motion_statement(first, last, camera, score), _all_frames)
 
 
-def _search_call(
+def _search(
     contains: object,
     label: object,
     min_confidence: object,
@@ -814,9 +869,10 @@ def _search_call(
     end: object,
     camera_id: object,
     limit: object,
-) -> _Call[list[FrameRecord]]:
-    arguments = _check_search_args(contains, label, min_confidence, start, end, camera_id, limit)
-    return _Call(_search_statement(*arguments), _all_frames)
+) -> _Search:
+    return _Search(
+        *_check_search_args(contains, label, min_confidence, start, end, camera_id, limit)
+    )
 
 
 def _cameras_call() -> _Call[list[CameraInfo]]:
@@ -1007,7 +1063,7 @@ class FrameQuery:
         pages, so stopping early needs no clean-up."""
         return self._stream(_FramesPages(*_check_frames_args(camera_id, start, end, limit, order)))
 
-    def _stream(self, pages: _FramesPages) -> Generator[FrameRecord, None, None]:
+    def _stream(self, pages: _Pages) -> Generator[FrameRecord, None, None]:
         statement: _Statement | None = pages.first()
         fetched = 0
         while statement is not None:
@@ -1044,8 +1100,8 @@ class FrameQuery:
         (jsonb ``@>``; None matches any), optionally with a detection of
         ``label`` at ``min_confidence`` or more; the first ``limit`` (at
         most 10,000) in time order."""
-        return self._call(
-            _search_call(contains, label, min_confidence, start, end, camera_id, limit)
+        return list(
+            self._stream(_search(contains, label, min_confidence, start, end, camera_id, limit))
         )
 
     def cameras(self) -> list[CameraInfo]:
@@ -1184,7 +1240,7 @@ class AsyncFrameQuery:
         """See `FrameQuery.frames`; iterate with ``async for``."""
         return self._stream(_FramesPages(*_check_frames_args(camera_id, start, end, limit, order)))
 
-    async def _stream(self, pages: _FramesPages) -> AsyncGenerator[FrameRecord, None]:
+    async def _stream(self, pages: _Pages) -> AsyncGenerator[FrameRecord, None]:
         statement: _Statement | None = pages.first()
         fetched = 0
         while statement is not None:
@@ -1217,9 +1273,8 @@ class AsyncFrameQuery:
         limit: int = 100,
     ) -> list[FrameRecord]:
         """See `FrameQuery.search`."""
-        return await self._call(
-            _search_call(contains, label, min_confidence, start, end, camera_id, limit)
-        )
+        steps = _search(contains, label, min_confidence, start, end, camera_id, limit)
+        return [record async for record in self._stream(steps)]
 
     async def cameras(self) -> list[CameraInfo]:
         """See `FrameQuery.cameras`."""

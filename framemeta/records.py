@@ -486,9 +486,10 @@ def _frame_from_row(
         # array falls short.
         if scores is None or len(scores) != count:
             scores = [*(scores or ())[:count], *[0.0] * (count - len(scores or ()))]
-        if boxes is None or len(boxes) != count:
-            boxes = [*(boxes or ())[:count], *[None] * (count - len(boxes or ()))]
-        detections = tuple(map(_detection_from_row, labels, scores, boxes))
+        box_rows: Sequence[list[float | None] | None] = boxes or ()
+        if len(box_rows) != count:
+            box_rows = [*box_rows[:count], *[None] * (count - len(box_rows))]
+        detections = tuple(map(_detection_from_row, labels, scores, box_rows))
     setters = _SLOT_SETTERS
     setters[0](record, camera_id)
     setters[1](record, captured_at)

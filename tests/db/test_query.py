@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 import framemeta.query
-from framemeta import FrameRecord, MetadataWriter, ValidationError
+from framemeta import Detection, FrameRecord, MetadataWriter, ValidationError
 from framemeta._copy import copy_batch, encode_batch
 from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
 from tests.frames import START, empty_frames, frames, refresh_rollups
@@ -140,6 +140,41 @@ def test_search_by_metadata_and_by_detection(
     assert len(people) == sum(1 for r in records if r.detections)
     assert unsure == []  # every detection has confidence 0.875
     assert first_three == gate[:3]
+
+
+def test_a_rare_label_is_found_in_time_order_across_growing_windows(db_dsn: str) -> None:
+    # 3 cameras, a frame every 10 s for 3 hours; a dog seen three times with
+    # confidence, once without. Across cameras, a label search reads windows
+    # that double from 5 minutes: these matches lie in different windows.
+    def frame(camera: int, second: int) -> FrameRecord:
+        sightings = {(0, 60): 0.5, (1, 1200): 0.95, (2, 2820): 0.97, (0, 7800): 0.99}
+        confidence = sightings.get((camera, second))
+        detections = () if confidence is None else (Detection("dog", confidence),)
+        return FrameRecord(
+            f"cam-{camera:02d}", START + timedelta(seconds=second), second, detections=detections
+        )
+
+    records = [frame(camera, second) for second in range(0, 3 * 3600, 10) for camera in range(3)]
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(records)
+    refresh_rollups(db_dsn)
+    dogs = [record for record in records if record.detections]
+    sure = [record for record in dogs if record.detections[0].confidence >= 0.9]
+    end = START + timedelta(hours=3)
+
+    with FrameQuery(db_dsn) as query:
+        assert query.search(None, START, end, label="dog", min_confidence=0.9) == sure
+        assert query.search(None, START, end, label="dog", min_confidence=0.9, limit=2) == sure[:2]
+        assert query.search(None, START, end, label="dog") == dogs
+        later = START + timedelta(minutes=30)
+        assert query.search(None, later, end, label="dog", min_confidence=0.9) == sure[1:]
+        assert query.search(None, START, end, label="cat") == []
+
+    async def run() -> list[FrameRecord]:
+        async with AsyncFrameQuery(db_dsn) as aquery:
+            return await aquery.search(None, START, end, label="dog", min_confidence=0.9)
+
+    assert asyncio.run(run()) == sure
 
 
 def test_hostile_metadata_keys_are_values_not_sql(
