@@ -15,12 +15,14 @@ import attrs
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 import framemeta.query
 from framemeta import Detection, FrameRecord, MetadataWriter, ValidationError
 from framemeta._copy import copy_batch, encode_batch
+from framemeta.maintenance import maintain
 from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
 from tests.frames import START, empty_frames, frames, refresh_rollups
 from tests.rollup_checks import RANDOM_BASE, random_frames
@@ -329,6 +331,45 @@ def test_stats_are_identical_whichever_source_answers(
             assert sum(row[2] for row in answers["raw"]) == sum(
                 1 for record in records if plan.start <= record.captured_at < plan.end
             )
+
+
+def test_stats_include_frames_that_no_refresh_has_reached(db_dsn: str) -> None:
+    # Community edition: `maintain` materialises whole buckets, as the
+    # policies do (which the test template pauses): the older frames' minute
+    # and hour. The newer frames, two hours on, are then seen through
+    # real-time aggregation. Apache edition: the trigger.
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(frames(1200))
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        maintain(conn)
+        if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
+            for view in ("frame_stats_1m", "frame_stats_1h"):  # the older frames' buckets
+                row = conn.execute(
+                    "SELECT materialization_hypertable_schema, materialization_hypertable_name"
+                    " FROM timescaledb_information.continuous_aggregates WHERE view_name = %s",
+                    (view,),
+                ).fetchone()
+                assert row is not None
+                count = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*row))
+                ).fetchone()
+                assert count is not None
+                assert count[0] > 0, view
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(frames(1200, start=START + timedelta(hours=2)))
+
+    start, end = START, START + timedelta(hours=3)
+    with FrameQuery(db_dsn) as query:
+        raw = query.stats(start, end, bucket=timedelta(hours=1), resolution="raw")
+        assert [row.frames for row in raw if row.camera_id == "cam-00"] == [300, 300]
+        for resolution in ("1m", "1h", "auto"):
+            answer = query.stats(start, end, bucket=timedelta(hours=1), resolution=resolution)
+            assert _comparable(answer) == _comparable(raw), resolution
+        daily = query.stats(start, end, bucket=timedelta(days=1), resolution="1d")
+        assert _comparable(daily) == _comparable(
+            query.stats(start, end, bucket=timedelta(days=1), resolution="raw")
+        )
+        assert sum(row.frames for row in daily) == 2400
 
 
 def test_stats_cover_whole_buckets_and_derive_averages(
