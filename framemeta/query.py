@@ -162,8 +162,10 @@ class StatsPlan:
 @attrs.frozen
 class _Statement:
     """One query with its parameters. ``prepare`` False keeps a statement
-    from being prepared: range aggregates need plans made for their actual
-    values (chunk exclusion); point lookups are prepared as psycopg sees fit."""
+    from being prepared: statistics and searches need plans made for their
+    actual values (chunk exclusion, the GIN index or not); the others,
+    whose values reach the hypertable at run time (`_value`), are prepared
+    as psycopg sees fit."""
 
     query: sql.Composable
     params: Mapping[str, Any]
@@ -970,11 +972,12 @@ class FrameQuery:
     connections must be in autocommit mode). The pool made here holds
     ``min_size`` (1) to ``max_size`` (4) connections; one that has been
     idle for over a second is checked (a round trip) before it is handed
-    out. ``prepare_threshold`` (5, psycopg's default) is when point lookups
-    (`get`, `latest`, `latest_all`, `cameras`) become server-side prepared
-    statements; None never prepares (pgbouncer in transaction mode before
-    1.21). Range queries are never prepared: their plans must fit the
-    actual range. Use it as a context manager or call `close`.
+    out. ``prepare_threshold`` (5, psycopg's default) is when lookups
+    (`get`, `latest`, `latest_all`, `cameras`, the pages of `frames`,
+    `motion_events`) become server-side prepared statements; None never
+    prepares (pgbouncer in transaction mode before 1.21). Statistics and
+    searches are never prepared: their plans must fit the actual range.
+    Use it as a context manager or call `close`.
 
     Every method checks its arguments before any SQL runs and raises
     `ValidationError` naming the argument; times must be timezone-aware and
