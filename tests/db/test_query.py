@@ -179,6 +179,46 @@ def test_a_rare_label_is_found_in_time_order_across_growing_windows(db_dsn: str)
     assert asyncio.run(run()) == sure
 
 
+def test_metadata_matches_are_found_in_time_order_at_every_step(db_dsn: str) -> None:
+    # 3 cameras, a frame every 10 s for an hour. Across cameras a metadata
+    # search walks the first minute by key, then the next four, then asks
+    # the GIN index for the rest: a match lies in each step, one of them
+    # also seen as a dog.
+    tagged = {(0, 30), (1, 90), (2, 200), (0, 1800)}
+
+    def frame(camera: int, second: int) -> FrameRecord:
+        hit = (camera, second) in tagged
+        return FrameRecord(
+            f"cam-{camera:02d}",
+            START + timedelta(seconds=second),
+            second,
+            detections=(Detection("dog", 0.9),) if (camera, second) == (0, 1800) else (),
+            metadata={"tag": "x", "zone": "gate"} if hit else {"zone": "gate"},
+        )
+
+    records = [frame(camera, second) for second in range(0, 3600, 10) for camera in range(3)]
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(records)
+    refresh_rollups(db_dsn)
+    found = [record for record in records if "tag" in record.metadata]
+    end = START + timedelta(hours=1)
+
+    with FrameQuery(db_dsn) as query:
+        assert query.search({"tag": "x"}, START, end) == found
+        for limit in (1, 2, 3):
+            assert query.search({"tag": "x"}, START, end, limit=limit) == found[:limit]
+        assert query.search({"tag": "x"}, START + timedelta(seconds=100), end) == found[2:]
+        assert query.search({"tag": "x"}, START, end, label="dog") == found[3:]
+        assert query.search({"tag": "y"}, START, end) == []
+        assert len(query.search({"zone": "gate"}, START, end, limit=500)) == 500
+
+    async def run() -> list[FrameRecord]:
+        async with AsyncFrameQuery(db_dsn) as aquery:
+            return await aquery.search({"tag": "x"}, START, end)
+
+    assert asyncio.run(run()) == found
+
+
 def test_hostile_metadata_keys_are_values_not_sql(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery
 ) -> None:
