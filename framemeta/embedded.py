@@ -105,7 +105,8 @@ class EmbeddedServer:
     ``postgresql.conf`` values on top of `DEFAULT_SETTINGS`.
     ``stop_with_parent`` (default True) makes the server exit when this
     process dies, even by SIGKILL; pass False for a server that must outlive
-    it (``framemeta server start``). ``startup_timeout`` is in seconds.
+    it (``framemeta server start``). ``startup_timeout`` is in seconds
+    (default 60), counted again each time crash recovery logs progress.
 
     `dsn` connects as the superuser over the private unix socket; `tcp_dsn`
     over loopback TCP with a generated password. Raises `ServerError` when
@@ -364,10 +365,20 @@ class EmbeddedServer:
             log.close()
 
     def _wait_ready(self) -> None:
+        """Wait for connections, up to ``startup_timeout``. Crash recovery
+        that reports progress in the log (every 10 s by default:
+        ``log_startup_progress_interval``) extends the wait, so that a
+        server replaying a lot of WAL after being killed is not killed
+        again halfway, over and over."""
         assert self._process is not None
         deadline = time.monotonic() + self._startup_timeout
         pid_file = self.data_dir / "postmaster.pid"
+        progress = self._recovery_progress()
         while time.monotonic() < deadline:
+            latest = self._recovery_progress()
+            if latest is not None and latest != progress:
+                progress = latest
+                deadline = time.monotonic() + self._startup_timeout
             if self._process.poll() is not None:
                 tail = self._log_tail()
                 if "could not bind" in tail or "Address already in use" in tail:
@@ -440,6 +451,19 @@ class EmbeddedServer:
     def _chown(self, path: Path) -> None:
         if self._run_as is not None:
             os.chown(path, self._run_as.pw_uid, self._run_as.pw_gid)
+
+    def _recovery_progress(self) -> str | None:
+        """The newest line near the end of the log in which the startup
+        process reports progress (syncing the data directory, replaying WAL:
+        "..., elapsed time: 10.08 s, ...")."""
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
+                tail = log.read().decode(errors="replace")
+        except OSError:
+            return None
+        lines = [line for line in tail.splitlines() if "elapsed time:" in line]
+        return lines[-1] if lines else None
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

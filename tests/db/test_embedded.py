@@ -140,3 +140,30 @@ def test_unreachable_data_dir_is_refused_with_the_reason(tmp_path: Path) -> None
 
     with pytest.raises(ConfigurationError, match="cannot enter"):
         EmbeddedServer(hidden / "cluster").start()
+
+
+def test_start_waits_for_crash_recovery_that_logs_progress(reachable_dir: Path) -> None:
+    # A killed server replays its WAL on the next start. Replay that takes
+    # longer than startup_timeout but logs progress is waited for; it used
+    # to be killed at the timeout and start again from scratch next time.
+    settings = {
+        "max_wal_size": "8GB",
+        "checkpoint_timeout": "1h",
+        "log_startup_progress_interval": "50ms",
+    }
+    directory = reachable_dir / "cluster"
+    with EmbeddedServer(directory, settings=settings) as server:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+            # Small rows: a WAL record each, slower to replay than their size.
+            conn.execute("CREATE TABLE wal AS SELECT g AS id FROM generate_series(1, 6000000) AS g")
+        server.stop("immediate")
+        timeout = 0.75
+        restarted = EmbeddedServer(directory, settings=settings, startup_timeout=timeout)
+        started = time.monotonic()
+        with restarted, psycopg.connect(restarted.dsn) as conn:
+            elapsed = time.monotonic() - started
+            assert conn.execute("SELECT count(*) FROM wal").fetchone() == (6000000,)
+    log = restarted.log_file.read_text(errors="replace")
+    assert "redo in progress" in log
+    assert elapsed > timeout, f"recovery took {elapsed:.1f} s: too short to test the wait"
