@@ -192,6 +192,14 @@ def _insert_recent(dsn: str, count: int) -> None:
 
 def test_status_reports_rollups_retention_and_the_last_maintain_run(db_dsn: str) -> None:
     _insert_recent(db_dsn, 600)
+    # And a frame of two days ago: without it, whether the daily level has
+    # a finished day to refresh depends on the date (the oldest chunk of
+    # the levels below starts today on days that are a chunk boundary).
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, motion_score)"
+            " VALUES ('cam-0', now() - interval '2 days', 0, 0.7)"
+        )
     maintained = run_cli("maintain", "--dsn", db_dsn)
     assert maintained.returncode == 0, maintained.stderr
 
