@@ -169,11 +169,8 @@ class _Statement:
     from being prepared: statistics need plans made for their actual range
     (chunk exclusion, which level's chunks). The others are prepared as
     psycopg sees fit: lookups pass their values to the hypertable at run
-    time (`_value`); searches were measured with generic plans as fast as
-    with plans for their values (EXPLAIN ANALYZE with each
-    ``plan_cache_mode``, common and rare values, one camera and all), and
-    preparing saves their parse and plan (a day of all cameras: 3.7 to
-    3.0 ms at p50)."""
+    time (`_value`); searches' generic plans measured as fast as custom
+    ones (README, "What the figures led to")."""
 
     query: sql.Composable
     params: Mapping[str, Any]
