@@ -59,6 +59,15 @@ _MAX_FRAMES_LIMIT: Final = 10_000_000
 _MAX_SEARCH_LIMIT: Final = 10_000
 _COVERAGE_TTL_S: Final = 30.0
 _STREAM_ROWS: Final = 2000  # rows per page of frames()
+# Statistics are read in chunks of this many rows (libpq 17's chunked
+# rows mode), each made into StatsRows while the server sends the next:
+# on 2 cores the server's output and the client's decoding overlap, and a
+# week of hourly stats for 12 cameras (2,016 rows) took 16 ms at p50
+# against 25 ms read whole (README, "What the figures led to"). Lookups are
+# not read this way: they are prepared, and a stream is not.
+_CHUNK_ROWS: Final = 64
+_CHUNKED: Final = psycopg.capabilities.has_stream_chunked()
+"""False with a libpq older than 17: results are then read whole."""
 _SEARCH_WINDOW: Final = timedelta(minutes=5)  # searched along the key first
 _SEARCH_FIRST_WINDOW: Final = timedelta(minutes=1)  # with metadata: its first step
 # The motion threshold the partial index is built for (migration 0002).
@@ -657,16 +666,12 @@ def _stats_statement(
 
 
 def _stats_row(row: tuple[Any, ...]) -> StatsRow:
+    if row[1].tzinfo is not UTC:  # a session not in UTC (a pool of the caller's own)
+        values = list(row)
+        for index in (1, 3, 4):  # bucket, first_at, last_at
+            values[index] = _utc(values[index])
+        row = tuple(values)
     return StatsRow(*row[:-1], orjson.loads(row[-1]))  # type: ignore[call-arg]
-
-
-def _stats_row_in_utc(row: tuple[Any, ...]) -> StatsRow:
-    """`_stats_row` for a session whose time zone is not UTC (a pool of the
-    caller's own)."""
-    values = list(row)
-    for index in (1, 3, 4):  # bucket, first_at, last_at
-        values[index] = _utc(values[index])
-    return _stats_row(tuple(values))
 
 
 # -- planning ---------------------------------------------------------------
@@ -917,12 +922,11 @@ def _stats_calls(plan: StatsPlan, camera_id: str | None, threshold: float) -> li
     ]
 
 
-def _stats_rows(parts: list[list[tuple[Any, ...]]]) -> list[StatsRow]:
-    first = next((part[0] for part in parts if part), None)
-    make = _stats_row if first is None or first[1].tzinfo is UTC else _stats_row_in_utc
-    rows = [make(row) for part in parts for row in part]
-    if len(parts) > 1:  # each part is in order; together they need sorting
-        rows.sort(key=_stats_order)
+def _stats_rows(parts: list[list[StatsRow]]) -> list[StatsRow]:
+    if len(parts) == 1:
+        return parts[0]
+    rows = [row for part in parts for row in part]
+    rows.sort(key=_stats_order)  # each part is in order; together they need sorting
     return rows
 
 
@@ -1064,6 +1068,19 @@ class FrameQuery:
             _returned_at[conn] = time.monotonic()  # it answered just now
             return rows
 
+    def _made(self, statement: _Statement, make: Callable[[tuple[Any, ...]], T]) -> list[T]:
+        """The rows of ``statement`` made into results as they arrive (see
+        `_CHUNK_ROWS`); the statement is not prepared."""
+        if not _CHUNKED:
+            return [make(row) for row in self._rows(statement)]
+        with self._pool.connection() as conn:
+            rows = conn.cursor().stream(
+                statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
+            )
+            made = [make(row) for row in rows]
+            _returned_at[conn] = time.monotonic()
+            return made
+
     def _call(self, call: _Call[T]) -> T:
         return call.finish(self._rows(call.statement))
 
@@ -1159,7 +1176,7 @@ class FrameQuery:
         coverage = self._current_coverage()
         plan = _make_plan(first, last, width, chosen, coverage)
         statements = _stats_calls(plan, camera, coverage.threshold)
-        return _stats_rows([self._rows(statement) for statement in statements])
+        return _stats_rows([self._made(statement, _stats_row) for statement in statements])
 
     def plan(
         self,
@@ -1242,6 +1259,17 @@ class AsyncFrameQuery:
             rows: list[tuple[Any, ...]] = await cursor.fetchall()
             _returned_at[conn] = time.monotonic()  # it answered just now
             return rows
+
+    async def _made(self, statement: _Statement, make: Callable[[tuple[Any, ...]], T]) -> list[T]:
+        if not _CHUNKED:
+            return [make(row) for row in await self._rows(statement)]
+        async with self._pool.connection() as conn:
+            rows = conn.cursor().stream(
+                statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
+            )
+            made = [make(row) async for row in rows]
+            _returned_at[conn] = time.monotonic()
+            return made
 
     async def _call(self, call: _Call[T]) -> T:
         return call.finish(await self._rows(call.statement))
@@ -1328,7 +1356,7 @@ class AsyncFrameQuery:
         coverage = await self._current_coverage()
         plan = _make_plan(first, last, width, chosen, coverage)
         statements = _stats_calls(plan, camera, coverage.threshold)
-        return _stats_rows([await self._rows(statement) for statement in statements])
+        return _stats_rows([await self._made(statement, _stats_row) for statement in statements])
 
     async def plan(
         self,

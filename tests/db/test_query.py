@@ -324,6 +324,35 @@ def test_a_pool_of_your_own_in_another_time_zone_gives_the_same_answers(
 # -- statistics ---------------------------------------------------------------
 
 
+def test_stats_read_in_chunks_or_whole_give_the_same_answers(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn, _ = loaded
+    start, end = START, START + timedelta(minutes=10)
+
+    def answers() -> tuple[list[StatsRow], ...]:
+        async def run() -> list[StatsRow]:
+            async with AsyncFrameQuery(dsn) as aquery:
+                return await aquery.stats(start, end, bucket=timedelta(minutes=1))
+
+        return (
+            query.stats(start, end, bucket=timedelta(minutes=1)),
+            query.stats(start, end, bucket=timedelta(seconds=20)),  # from raw frames
+            asyncio.run(run()),
+        )
+
+    monkeypatch.setattr(framemeta.query, "_CHUNK_ROWS", 7)  # 4 cameras x 2 minutes: 2 chunks
+    chunked = answers()
+    monkeypatch.setattr(framemeta.query, "_CHUNKED", False)  # a libpq older than 17
+    whole = answers()
+
+    assert chunked == whole
+    assert len(chunked[0]) == 8
+    assert len(chunked[1]) == 4 * 5  # 100 s of frames each
+
+
+
+
 def _comparable(rows: list[StatsRow]) -> list[tuple[Any, ...]]:
     """Every field, with the averages rounded: sums of the same values
     grouped differently may differ in the last bits of a double."""
@@ -532,24 +561,28 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
         admin.execute("DROP ROLE IF EXISTS leak_reader")
         admin.execute("CREATE ROLE leak_reader LOGIN IN ROLE framemeta_reader")
         admin.execute("REVOKE SELECT ON frame_stats_1d FROM framemeta_reader")  # cameras() fails
+        admin.execute("REVOKE SELECT ON frame_stats_1h FROM framemeta_reader")  # hourly stats fail
     reader = make_conninfo(db_dsn, user="leak_reader")
     failures = 0
     try:
         with FrameQuery(reader, max_size=3) as query:
             baseline = query.pool.get_stats()
+            day = (NOW - timedelta(days=1), NOW + timedelta(days=1))
             for call in range(10_000):
                 try:
-                    if call % 4 == 0:
+                    if call % 6 == 0:
                         query.latest("cam-1")
-                    elif call % 4 == 1:
+                    elif call % 6 == 1:
                         query.get("cam-1", NOW, call)
-                    elif call % 4 == 2:
+                    elif call % 6 == 2:
                         query.cameras()
-                    else:
-                        with contextlib.closing(
-                            query.frames("cam-1", NOW - timedelta(days=1), NOW + timedelta(days=1))
-                        ) as stream:
+                    elif call % 6 == 3:
+                        with contextlib.closing(query.frames("cam-1", *day)) as stream:
                             next(stream, None)
+                    elif call % 6 == 4:
+                        query.stats(*day, bucket=timedelta(minutes=1))
+                    else:
+                        query.stats(*day, bucket=timedelta(hours=1))
                 except psycopg.errors.InsufficientPrivilege:
                     failures += 1
             out = _connections_out(query)
@@ -558,7 +591,7 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
                 row = admin.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE usename = 'leak_reader'"
                 ).fetchone()
-        assert failures == 2500
+        assert failures == 1667 + 1666  # cameras(), hourly stats
         assert out == 0
         assert baseline["pool_size"] <= size <= 3
         assert row is not None
