@@ -59,6 +59,13 @@ _MAX_FRAMES_LIMIT: Final = 10_000_000
 _MAX_SEARCH_LIMIT: Final = 10_000
 _COVERAGE_TTL_S: Final = 30.0
 _STREAM_ROWS: Final = 2000  # rows per page of frames()
+# frames()' first page: prepared and read whole (a short range costs one
+# round trip); the pages after it are streamed in chunks.
+_FIRST_PAGE_ROWS: Final = 1000
+# motion_events() of one camera over at most this long is prepared and read
+# whole (a few hundred rows at most at 1 frame/s); longer ones, or of every
+# camera, are streamed.
+_PREPARED_MOTION_SPAN: Final = timedelta(hours=1)
 # Statistics are read in chunks of this many rows (libpq 17's chunked
 # rows mode), each made into StatsRows while the server sends the next:
 # on 2 cores the server's output and the client's decoding overlap, and a
@@ -186,6 +193,10 @@ class _Statement:
     prepare: bool | None = None
     binary: bool = False
     """Results in binary format: a third less decoding for timestamps."""
+    stream: bool = False
+    """Read in chunks of `_CHUNK_ROWS`, each made into results while the
+    server sends the next; such a statement is never prepared. For results
+    of thousands of rows."""
 
 
 _FRAME_COLUMNS: Final = sql.SQL(
@@ -314,7 +325,9 @@ class _FramesPages:
             keyset = sql.SQL(" AND (captured_at, frame_number) {} ({}, {})").format(
                 sql.SQL("<" if descending else ">"), _value("after_at"), _value("after_number")
             )
-        page = _STREAM_ROWS if self.limit is None else min(_STREAM_ROWS, self.limit - fetched)
+        page = _FIRST_PAGE_ROWS if after is None else _STREAM_ROWS
+        if self.limit is not None:
+            page = min(page, self.limit - fetched)
         return _Statement(
             sql.SQL(
                 "SELECT {} FROM frame_metadata WHERE camera_id = {} AND captured_at >= {}"
@@ -336,6 +349,7 @@ class _FramesPages:
                 "after_number": after[1] if after else None,
                 "page": page,
             },
+            stream=after is not None,
         )
 
 
@@ -366,6 +380,8 @@ def _motion_statement(
             camera=camera,
         ),
         {"start": start, "end": end, "camera": camera_id, "min_score": min_score},
+        # Many events (every camera, or more than an hour): streamed.
+        stream=camera_id is None or end - start > _PREPARED_MOTION_SPAN,
     )
 
 
@@ -662,7 +678,7 @@ def _stats_statement(
             "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
             " GROUP BY 1, 2 ORDER BY 1, 2"
         ).format(_REGROUPED, sql.Identifier(_RELATIONS[part.source]), camera)
-    return _Statement(_STATS_OUTER.format(query), params, prepare=False, binary=True)
+    return _Statement(_STATS_OUTER.format(query), params, prepare=False, binary=True, stream=True)
 
 
 def _stats_row(row: tuple[Any, ...]) -> StatsRow:
@@ -888,13 +904,11 @@ def _latest_all_call() -> _Call[list[FrameRecord]]:
     return _Call(_latest_all_statement(), _all_frames)
 
 
-def _motion_call(
-    start: object, end: object, camera_id: object, min_score: object
-) -> _Call[list[FrameRecord]]:
+def _motion(start: object, end: object, camera_id: object, min_score: object) -> _Statement:
     first, last = _check_range(start, end)
     camera = _check_camera(camera_id, optional=True)
     score = _check_score("min_score", min_score)
-    return _Call(_motion_statement(first, last, camera, score), _all_frames)
+    return _motion_statement(first, last, camera, score)
 
 
 def _search(
@@ -1006,8 +1020,9 @@ class FrameQuery:
     ``min_size`` (1) to ``max_size`` (4) connections; one that has been
     idle for over a second is checked (a round trip) before it is handed
     out. ``prepare_threshold`` (5, psycopg's default) is when lookups
-    (`get`, `latest`, `latest_all`, `cameras`, the pages of `frames`,
-    `motion_events`) and searches become server-side prepared statements;
+    (`get`, `latest`, `latest_all`, `cameras`, the first page of `frames`,
+    `motion_events` of one camera-hour) and searches become server-side
+    prepared statements;
     None never prepares (pgbouncer in transaction mode before 1.21).
     Statistics are never prepared: their plans must fit the actual range.
     Use it as a context manager or call `close`.
@@ -1069,9 +1084,9 @@ class FrameQuery:
             return rows
 
     def _made(self, statement: _Statement, make: Callable[[tuple[Any, ...]], T]) -> list[T]:
-        """The rows of ``statement`` made into results as they arrive (see
-        `_CHUNK_ROWS`); the statement is not prepared."""
-        if not _CHUNKED:
+        """The rows of ``statement`` made into results, as they arrive when
+        it is to be streamed (`_Statement.stream`)."""
+        if not (statement.stream and _CHUNKED):
             return [make(row) for row in self._rows(statement)]
         with self._pool.connection() as conn:
             rows = conn.cursor().stream(
@@ -1106,17 +1121,19 @@ class FrameQuery:
         order: Literal["asc", "desc"] = "asc",
     ) -> Generator[FrameRecord, None, None]:
         """The frames of ``camera_id`` captured in ``[start, end)`` in time
-        order (``order="desc"``: newest first), at most ``limit``. Streamed
-        in pages of 2,000 read by key, each page one short query: a day of
-        frames never sits in memory, and no connection is held between
-        pages, so stopping early needs no clean-up."""
+        order (``order="desc"``: newest first), at most ``limit``. Read in
+        pages by key, each page one short query: the first of 1,000 rows,
+        the next of 2,000, streamed in chunks that are decoded while the
+        server sends the rest. A day of frames never sits in memory, and no
+        connection is held between pages, so stopping early needs no
+        clean-up."""
         return self._stream(_FramesPages(*_check_frames_args(camera_id, start, end, limit, order)))
 
     def _stream(self, pages: _Pages) -> Generator[FrameRecord, None, None]:
         statement: _Statement | None = pages.first()
         fetched = 0
         while statement is not None:
-            records = _all_frames(self._rows(statement))
+            records = self._made(statement, _frame)
             yield from records
             fetched += len(records)
             statement = pages.next(statement, records, fetched)
@@ -1131,8 +1148,10 @@ class FrameQuery:
     ) -> list[FrameRecord]:
         """Frames in ``[start, end)`` whose motion_score is at least
         ``min_score`` (default 0.5, the motion threshold, which the partial
-        index serves; lower values scan), ordered by time."""
-        return self._call(_motion_call(start, end, camera_id, min_score))
+        index serves; lower values scan), ordered by time. Read whole when
+        it is one camera's hour or less; otherwise streamed in chunks, each
+        decoded while the server sends the next."""
+        return self._made(_motion(start, end, camera_id, min_score), _frame)
 
     def search(
         self,
@@ -1261,7 +1280,7 @@ class AsyncFrameQuery:
             return rows
 
     async def _made(self, statement: _Statement, make: Callable[[tuple[Any, ...]], T]) -> list[T]:
-        if not _CHUNKED:
+        if not (statement.stream and _CHUNKED):
             return [make(row) for row in await self._rows(statement)]
         async with self._pool.connection() as conn:
             rows = conn.cursor().stream(
@@ -1304,7 +1323,7 @@ class AsyncFrameQuery:
         statement: _Statement | None = pages.first()
         fetched = 0
         while statement is not None:
-            records = _all_frames(await self._rows(statement))
+            records = await self._made(statement, _frame)
             for record in records:
                 yield record
             fetched += len(records)
@@ -1319,7 +1338,7 @@ class AsyncFrameQuery:
         min_score: float = 0.5,
     ) -> list[FrameRecord]:
         """See `FrameQuery.motion_events`."""
-        return await self._call(_motion_call(start, end, camera_id, min_score))
+        return await self._made(_motion(start, end, camera_id, min_score), _frame)
 
     async def search(
         self,

@@ -126,7 +126,9 @@ def test_writer_and_queries_work_through_pgbouncer_in_transaction_mode(
         writer.write_many(records[2000:])
     with psycopg.connect(db_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM frame_metadata").fetchone() == (4000,)
-    monkeypatch.setattr(framemeta.query, "_STREAM_ROWS", 100)  # many pages
+    monkeypatch.setattr(framemeta.query, "_FIRST_PAGE_ROWS", 50)  # many pages,
+    monkeypatch.setattr(framemeta.query, "_STREAM_ROWS", 100)  # streamed in chunks
+    monkeypatch.setattr(framemeta.query, "_CHUNK_ROWS", 16)
 
     with FrameQuery(db_dsn) as direct:
         expected = _answers(direct)

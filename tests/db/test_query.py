@@ -95,7 +95,9 @@ def test_frames_page_by_key_across_page_boundaries(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, records = loaded
-    monkeypatch.setattr(framemeta.query, "_STREAM_ROWS", 7)
+    monkeypatch.setattr(framemeta.query, "_FIRST_PAGE_ROWS", 5)  # read whole
+    monkeypatch.setattr(framemeta.query, "_STREAM_ROWS", 7)  # streamed
+    monkeypatch.setattr(framemeta.query, "_CHUNK_ROWS", 3)  # in chunks across pages
     camera = [record for record in records if record.camera_id == "cam-02"]
     start, end = camera[10].captured_at, camera[60].captured_at
 
@@ -324,33 +326,43 @@ def test_a_pool_of_your_own_in_another_time_zone_gives_the_same_answers(
 # -- statistics ---------------------------------------------------------------
 
 
-def test_stats_read_in_chunks_or_whole_give_the_same_answers(
+def test_reads_in_chunks_or_whole_give_the_same_answers(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dsn, _ = loaded
     start, end = START, START + timedelta(minutes=10)
 
-    def answers() -> tuple[list[StatsRow], ...]:
-        async def run() -> list[StatsRow]:
+    def answers() -> tuple[Any, ...]:
+        async def run() -> tuple[Any, ...]:
             async with AsyncFrameQuery(dsn) as aquery:
-                return await aquery.stats(start, end, bucket=timedelta(minutes=1))
+                return (
+                    await aquery.stats(start, end, bucket=timedelta(minutes=1)),
+                    await aquery.motion_events(start, end),
+                    [record async for record in aquery.frames("cam-01", start, end)],
+                )
 
         return (
             query.stats(start, end, bucket=timedelta(minutes=1)),
             query.stats(start, end, bucket=timedelta(seconds=20)),  # from raw frames
+            query.motion_events(start, end),  # every camera: streamed
+            query.motion_events(start, end, camera_id="cam-01"),  # one camera-hour: read whole
+            list(query.frames("cam-01", start, end)),  # a first page, then streamed pages
             asyncio.run(run()),
         )
 
     monkeypatch.setattr(framemeta.query, "_CHUNK_ROWS", 7)  # 4 cameras x 2 minutes: 2 chunks
+    monkeypatch.setattr(framemeta.query, "_FIRST_PAGE_ROWS", 100)
+    monkeypatch.setattr(framemeta.query, "_STREAM_ROWS", 300)  # 1,000 frames: 4 pages
     chunked = answers()
     monkeypatch.setattr(framemeta.query, "_CHUNKED", False)  # a libpq older than 17
     whole = answers()
 
     assert chunked == whole
-    assert len(chunked[0]) == 8
-    assert len(chunked[1]) == 4 * 5  # 100 s of frames each
-
-
+    stats, raw_stats, motion, _, frames_read, _ = chunked
+    assert len(stats) == 8
+    assert len(raw_stats) == 4 * 5  # 100 s of frames each
+    assert len(motion) > 7
+    assert len(frames_read) == 1000
 
 
 def _comparable(rows: list[StatsRow]) -> list[tuple[Any, ...]]:
