@@ -1,0 +1,157 @@
+"""The regression gate of ``nox -s bench``: this run's medians against the
+saved baseline's, each divided by a reference measured beside it in the
+same run.
+
+This machine's speed swings up to 2x from one minute to the next (README,
+"Measured"), so an absolute median says more about the minute than about
+the code. A benchmark is therefore judged by how it moved relative to its
+reference, a workload that is not framemeta's code and ran at the same
+time:
+
+- each query benchmark: a bare psycopg query, called between its rounds
+  (``extra_info["reference_median_s"]``);
+- the streaming benchmarks: the bare ``fetchall()`` they alternate with;
+- the record benchmarks: the unvalidated attrs floor;
+- the writer's ingest: the server's own ``COPY FROM`` a file;
+- the rollup cost: a bare COPY into a table without the trigger.
+
+Other benchmarks (the copy paths, the write latency) have no such twin and
+are compared as they are. References themselves are not judged.
+
+``python -m benchmarks.gate RUN.json [--baseline-dir DIR] [--tolerance 0.35]``
+prints one line per benchmark and exits 1 when one is slower than its
+baseline by more than the tolerance, relative to its reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+TOLERANCE: Final = 0.35
+"""How much slower than the baseline, relative to its reference, fails:
+medians over many rounds still move by 10-20 % between runs."""
+REFERENCE_KEY: Final = "reference_median_s"
+"""``extra_info`` key of a reference measured inside the benchmark itself."""
+
+_FLOOR: Final = "test_bench_record_floor_unvalidated_attrs"
+_SERVER_COPY: Final = "test_bench_ingest_a_server_side_copy_from_file"
+_BARE_COPY: Final = (
+    "test_bench_ingest_with_and_without_the_rollup_trigger[bare-copy-without-rollups]"
+)
+REFERENCES: Final[Mapping[str, str]] = {
+    "test_bench_record_typical_validated": _FLOOR,
+    "test_bench_record_minimal_validated": _FLOOR,
+    "test_bench_detection_with_box": _FLOOR,
+    "test_bench_ingest_d_metadata_writer": _SERVER_COPY,
+    "test_bench_ingest_with_and_without_the_rollup_trigger[writer-without-rollups]": _BARE_COPY,
+    "test_bench_ingest_with_and_without_the_rollup_trigger[writer-with-rollups]": _BARE_COPY,
+    "test_bench_ingest_with_and_without_the_rollup_trigger[bare-copy-with-rollups]": _BARE_COPY,
+}
+"""Benchmarks judged against another benchmark of the same run."""
+NOT_JUDGED: Final = frozenset(
+    {
+        _FLOOR,
+        _SERVER_COPY,
+        _BARE_COPY,
+        "test_bench_ingest_b_asyncpg_copy_records",
+        "test_bench_ingest_c_psycopg_executemany",
+    }
+)
+"""References and other code that is not framemeta's."""
+
+
+@attrs.frozen
+class Verdict:
+    """One benchmark of the run against the baseline."""
+
+    name: str
+    baseline_s: float
+    run_s: float
+    reference_change: float | None
+    """How the reference moved (run / baseline); None: compared as it is."""
+    change: float
+    """The benchmark's own change, divided by the reference's."""
+    failed: bool
+
+    def __str__(self) -> str:
+        moved = "as it is"
+        if self.reference_change is not None:
+            moved = f"reference {self.reference_change:5.2f}x"
+        verdict = "REGRESSION" if self.failed else "ok"
+        return (
+            f"{self.name[:72]:<72} {self.baseline_s * 1e3:11.3f} -> {self.run_s * 1e3:11.3f} ms"
+            f"  {moved:>16}  relative {self.change:5.2f}x  {verdict}"
+        )
+
+
+def _medians(report: Mapping[str, Any]) -> dict[str, tuple[float, float | None]]:
+    """Each benchmark's median and its own reference's median, in seconds."""
+    return {
+        bench["name"]: (bench["stats"]["median"], bench.get("extra_info", {}).get(REFERENCE_KEY))
+        for bench in report["benchmarks"]
+    }
+
+
+def judge(
+    baseline: Mapping[str, Any], run: Mapping[str, Any], tolerance: float = TOLERANCE
+) -> list[Verdict]:
+    """A verdict for every benchmark in both reports (pytest-benchmark JSON)
+    that is framemeta's code; benchmarks in only one of them are left out."""
+    before, now = _medians(baseline), _medians(run)
+    verdicts = []
+    for name, (run_s, run_reference) in now.items():
+        if name in NOT_JUDGED or name not in before:
+            continue
+        baseline_s, baseline_reference = before[name]
+        reference_change: float | None = None
+        if run_reference is not None and baseline_reference is not None:
+            reference_change = run_reference / baseline_reference
+        elif name in REFERENCES and REFERENCES[name] in now and REFERENCES[name] in before:
+            reference_change = now[REFERENCES[name]][0] / before[REFERENCES[name]][0]
+        change = run_s / baseline_s / (reference_change or 1.0)
+        verdicts.append(
+            Verdict(name, baseline_s, run_s, reference_change, change, change > 1 + tolerance)
+        )
+    return verdicts
+
+
+def newest_baseline(directory: Path, run: Mapping[str, Any]) -> Path:
+    """The newest saved file for this run's machine (pytest-benchmark's
+    folder naming); raises FileNotFoundError when there is none."""
+    info = run["machine_info"]
+    bits = "64bit" if sys.maxsize > 2**32 else "32bit"
+    version = ".".join(info["python_version"].split(".")[:2])
+    folder = directory / f"{info['system']}-{info['python_implementation']}-{version}-{bits}"
+    saved = sorted(folder.glob("[0-9][0-9][0-9][0-9]_*.json"))
+    if not saved:
+        raise FileNotFoundError(f"no saved baseline in {folder}")
+    return saved[-1]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gate", description=__doc__)
+    parser.add_argument("run", type=Path, help="this run's --benchmark-json file")
+    parser.add_argument("--baseline-dir", type=Path, default=Path("benchmarks/baseline"))
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE)
+    args = parser.parse_args(argv)
+    run = json.loads(args.run.read_text())
+    baseline_path = newest_baseline(args.baseline_dir, run)
+    verdicts = judge(json.loads(baseline_path.read_text()), run, args.tolerance)
+    print(f"regression gate: against {baseline_path.name}, fails above {1 + args.tolerance:.2f}x")
+    for verdict in verdicts:
+        print(verdict)
+    failed = [verdict.name for verdict in verdicts if verdict.failed]
+    if failed:
+        print(f"{len(failed)} regression(s): {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
