@@ -11,7 +11,8 @@ time:
 - each query benchmark: a bare psycopg query, called between its rounds
   (``extra_info["reference_median_s"]``);
 - the streaming benchmarks: the bare ``fetchall()`` they alternate with;
-- the record benchmarks: the unvalidated attrs floor;
+- the record benchmarks: the unvalidated attrs floor, called before each
+  of their calls;
 - the writer's ingest: the server's own ``COPY FROM`` a file;
 - the rollup cost: a bare COPY into a table without the trigger.
 
@@ -46,9 +47,6 @@ _BARE_COPY: Final = (
     "test_bench_ingest_with_and_without_the_rollup_trigger[bare-copy-without-rollups]"
 )
 REFERENCES: Final[Mapping[str, str]] = {
-    "test_bench_record_typical_validated": _FLOOR,
-    "test_bench_record_minimal_validated": _FLOOR,
-    "test_bench_detection_with_box": _FLOOR,
     "test_bench_ingest_d_metadata_writer": _SERVER_COPY,
     "test_bench_ingest_with_and_without_the_rollup_trigger[writer-without-rollups]": _BARE_COPY,
     "test_bench_ingest_with_and_without_the_rollup_trigger[writer-with-rollups]": _BARE_COPY,
