@@ -50,7 +50,7 @@ def bench(session: nox.Session) -> None:
     session.install(".[test,bench]")
     _install_server(session)
     args = list(session.posargs)
-    saving = any(arg.startswith("--benchmark-save") for arg in args)
+    saving = any(arg.startswith(("--benchmark-save", "--benchmark-autosave")) for arg in args)
     run_json = f"{session.create_tmp()}/run.json"
     if not saving:
         args += ["--benchmark-compare", f"--benchmark-json={run_json}"]

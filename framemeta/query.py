@@ -7,12 +7,13 @@ and why.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Generic, Literal, Protocol, TypeVar
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast
 
 import attrs
 import orjson
@@ -58,16 +59,17 @@ _MAX_BUCKETS: Final = 1_000_000
 _MAX_FRAMES_LIMIT: Final = 10_000_000
 _MAX_SEARCH_LIMIT: Final = 10_000
 _COVERAGE_TTL_S: Final = 30.0
-_STREAM_ROWS: Final = 2000  # rows per page of frames()
+_STREAM_ROWS: Final = 2000  # rows per page of frames() after the first
 # frames()' first page: prepared and read whole (a short range costs one
 # round trip); the pages after it are streamed in chunks.
 _FIRST_PAGE_ROWS: Final = 1000
-# Statistics are read in chunks of this many rows (libpq 17's chunked
-# rows mode), each made into StatsRows while the server sends the next:
-# on 2 cores the server's output and the client's decoding overlap, and a
-# week of hourly stats for 12 cameras (2,016 rows) took 16 ms at p50
-# against 25 ms read whole (README, "What the figures led to"). Lookups are
-# not read this way: they are prepared, and a stream is not.
+# Statistics, motion events and the pages of frames() after the first are
+# read in chunks of this many rows (libpq 17's chunked rows mode), each
+# made into results while the server sends the next: on 2 cores the
+# server's output and the client's decoding overlap (a week of hourly
+# stats for 12 cameras, 2,016 rows: 15.5 against 24.4 ms at p50 read
+# whole; README, "What the figures led to"). Lookups and searches are not
+# read this way: they are prepared, and a stream is not.
 _CHUNK_ROWS: Final = 64
 _CHUNKED: Final = psycopg.capabilities.has_stream_chunked()
 """False with a libpq older than 17: results are then read whole."""
@@ -177,16 +179,16 @@ class StatsPlan:
 
 @attrs.frozen
 class _Statement:
-    """One query with its parameters. ``prepare`` False keeps a statement
-    from being prepared: statistics need plans made for their actual range
-    (chunk exclusion, which level's chunks). The others are prepared as
-    psycopg sees fit: lookups pass their values to the hypertable at run
-    time (`_value`); searches' generic plans measured as fast as custom
-    ones (README, "What the figures led to")."""
+    """One query with its parameters. A streamed statement (``stream``) is
+    never prepared: statistics, motion events and the pages of frames after
+    the first take plain parameters (`_param`) and get plans made for their
+    actual range. The others are prepared as psycopg sees fit: lookups
+    pass their values to the hypertable at run time (`_value`); searches'
+    generic plans measured as fast as custom ones (README, "What the
+    figures led to")."""
 
     query: sql.Composable
     params: Mapping[str, Any]
-    prepare: bool | None = None
     binary: bool = False
     """Results in binary format: a third less decoding for timestamps."""
     stream: bool = False
@@ -683,7 +685,7 @@ def _stats_statement(
             "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
             " GROUP BY 1, 2 ORDER BY 1, 2"
         ).format(_REGROUPED, sql.Identifier(_RELATIONS[part.source]), camera)
-    return _Statement(_STATS_OUTER.format(query), params, prepare=False, binary=True, stream=True)
+    return _Statement(_STATS_OUTER.format(query), params, binary=True, stream=True)
 
 
 def _stats_row(row: tuple[Any, ...]) -> StatsRow:
@@ -1081,7 +1083,7 @@ class FrameQuery:
             cursor = conn.execute(
                 statement.query,
                 statement.params,
-                prepare=False if statement.stream else statement.prepare,
+                prepare=False if statement.stream else None,
                 binary=statement.binary,
             )
             rows: list[tuple[Any, ...]] = cursor.fetchall()
@@ -1093,11 +1095,15 @@ class FrameQuery:
         it is to be streamed (`_Statement.stream`)."""
         if not (statement.stream and _CHUNKED):
             return [make(row) for row in self._rows(statement)]
-        with self._pool.connection() as conn:
-            rows = conn.cursor().stream(
+        with self._pool.connection() as conn, conn.cursor() as cursor:
+            stream = cursor.stream(
                 statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
             )
-            made = [make(row) for row in rows]
+            # Closed before the connection goes back, also when ``make``
+            # raises: the stream holds the connection's lock until psycopg
+            # has cancelled the rest of the result.
+            with contextlib.closing(cast(Generator[tuple[Any, ...], None, None], stream)) as rows:
+                made = [make(row) for row in rows]
             _returned_at[conn] = time.monotonic()
             return made
 
@@ -1276,7 +1282,7 @@ class AsyncFrameQuery:
             cursor = await conn.execute(
                 statement.query,
                 statement.params,
-                prepare=False if statement.stream else statement.prepare,
+                prepare=False if statement.stream else None,
                 binary=statement.binary,
             )
             rows: list[tuple[Any, ...]] = await cursor.fetchall()
@@ -1286,11 +1292,14 @@ class AsyncFrameQuery:
     async def _made(self, statement: _Statement, make: Callable[[tuple[Any, ...]], T]) -> list[T]:
         if not (statement.stream and _CHUNKED):
             return [make(row) for row in await self._rows(statement)]
-        async with self._pool.connection() as conn:
-            rows = conn.cursor().stream(
+        async with self._pool.connection() as conn, conn.cursor() as cursor:
+            stream = cursor.stream(
                 statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
             )
-            made = [make(row) async for row in rows]
+            async with contextlib.aclosing(
+                cast(AsyncGenerator[tuple[Any, ...], None], stream)
+            ) as rows:
+                made = [make(row) async for row in rows]
             _returned_at[conn] = time.monotonic()
             return made
 

@@ -24,6 +24,7 @@ from framemeta import Detection, FrameRecord, MetadataWriter, ValidationError
 from framemeta._copy import copy_batch, encode_batch
 from framemeta.maintenance import maintain
 from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
+from framemeta.records import _frame_from_row
 from tests.frames import START, empty_frames, frames, refresh_rollups
 from tests.rollup_checks import RANDOM_BASE, random_frames
 
@@ -326,11 +327,25 @@ def test_a_pool_of_your_own_in_another_time_zone_gives_the_same_answers(
 # -- statistics ---------------------------------------------------------------
 
 
+@pytest.mark.skipif(
+    not framemeta.query._CHUNKED, reason="this libpq is older than 17: no chunked reads"
+)
 def test_reads_in_chunks_or_whole_give_the_same_answers(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dsn, _ = loaded
     start, end = START, START + timedelta(minutes=10)
+    streams: list[int] = []  # the chunk size of every stream opened
+
+    def spy(stream: Any) -> Any:
+        def opened(cursor: Any, *args: Any, size: int = 1, **kwargs: Any) -> Any:
+            streams.append(size)
+            return stream(cursor, *args, size=size, **kwargs)
+
+        return opened
+
+    monkeypatch.setattr(psycopg.Cursor, "stream", spy(psycopg.Cursor.stream))
+    monkeypatch.setattr(psycopg.AsyncCursor, "stream", spy(psycopg.AsyncCursor.stream))
 
     def answers() -> tuple[Any, ...]:
         async def run() -> tuple[Any, ...]:
@@ -345,7 +360,7 @@ def test_reads_in_chunks_or_whole_give_the_same_answers(
             query.stats(start, end, bucket=timedelta(minutes=1)),
             query.stats(start, end, bucket=timedelta(seconds=20)),  # from raw frames
             query.motion_events(start, end),  # every camera: streamed
-            query.motion_events(start, end, camera_id="cam-01"),  # one camera-hour: read whole
+            query.motion_events(start, end, camera_id="cam-01"),
             list(query.frames("cam-01", start, end)),  # a first page, then streamed pages
             asyncio.run(run()),
         )
@@ -354,9 +369,13 @@ def test_reads_in_chunks_or_whole_give_the_same_answers(
     monkeypatch.setattr(framemeta.query, "_FIRST_PAGE_ROWS", 100)
     monkeypatch.setattr(framemeta.query, "_STREAM_ROWS", 300)  # 1,000 frames: 4 pages
     chunked = answers()
+    # 3 stats, 3 motion_events, and twice the frames: 100 read whole, then
+    # 300, 300, 300 and an empty page streamed
+    assert streams == [7] * (3 + 3 + 2 * 4)
     monkeypatch.setattr(framemeta.query, "_CHUNKED", False)  # a libpq older than 17
     whole = answers()
 
+    assert len(streams) == 14  # nothing more was streamed
     assert chunked == whole
     stats, raw_stats, motion, _, frames_read, _ = chunked
     assert len(stats) == 8
@@ -562,6 +581,48 @@ def test_bad_arguments_are_refused_before_any_sql(call: Any, field: str) -> None
 
 
 # -- the pool -----------------------------------------------------------------
+
+
+def test_an_error_while_rows_stream_in_returns_the_connection(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row that cannot be made into a record (jsonb that orjson refuses,
+    say) ends the stream: the error reaches the caller, the rest of the
+    result is dropped and the connection goes back to the pool, usable."""
+    dsn, _ = loaded
+    start, end = START, START + timedelta(minutes=10)
+    monkeypatch.setattr(framemeta.query, "_CHUNK_ROWS", 3)
+    made = 0
+
+    def failing(row: tuple[Any, ...]) -> Any:
+        nonlocal made
+        made += 1
+        if made % 10 == 0:
+            raise ValueError("a row that cannot be made")
+        return _frame_from_row(*row)
+
+    def failing_stats(row: tuple[Any, ...]) -> Any:
+        raise ValueError("a row that cannot be made")
+
+    monkeypatch.setattr(framemeta.query, "_frame", failing)
+    monkeypatch.setattr(framemeta.query, "_stats_row", failing_stats)
+
+    async def run() -> None:
+        async with AsyncFrameQuery(dsn, max_size=1) as aquery:
+            with pytest.raises(ValueError, match="cannot be made"):
+                await aquery.motion_events(start, end)
+            assert await aquery.latest("cam-01") is not None
+            assert aquery.pool.get_stats()["pool_available"] == 1
+
+    with FrameQuery(dsn, max_size=1) as one:
+        for _ in range(3):
+            with pytest.raises(ValueError, match="cannot be made"):
+                one.motion_events(start, end)
+            with pytest.raises(ValueError, match="cannot be made"):
+                one.stats(start, end, bucket=timedelta(seconds=10))
+            assert one.latest("cam-01") is not None  # the connection still works
+        assert _connections_out(one) == 0
+    asyncio.run(asyncio.wait_for(run(), timeout=60))
 
 
 def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> None:

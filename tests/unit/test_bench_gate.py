@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.gate import REFERENCE_KEY, judge, main, newest_baseline
+from benchmarks.gate import REFERENCE_KEY, judge, main, newest_baseline, unmatched
 
 MACHINE = {"system": "Linux", "python_implementation": "CPython", "python_version": "3.11.7"}
 
@@ -63,10 +63,11 @@ def test_a_benchmark_slower_than_its_reference_fails() -> None:
     }
 
 
-def test_benchmarks_missing_from_either_report_are_left_out() -> None:
+def test_benchmarks_missing_from_either_report_are_listed_not_judged() -> None:
     run = _report({WRITER: 3.0, "test_new": 1.0})
 
     assert _verdicts(run) == {WRITER: (1.0, False)}  # its reference is missing: as it is
+    assert unmatched(BASELINE, run) == ([COPY, QUERY, COPY_PATH], ["test_new"])
 
 
 def test_main_reads_the_newest_baseline_and_exits_1_on_a_regression(
@@ -83,3 +84,19 @@ def test_main_reads_the_newest_baseline_and_exits_1_on_a_regression(
     assert main([str(run_path), f"--baseline-dir={tmp_path}"]) == 1
     assert "REGRESSION" in capsys.readouterr().out
     assert main([str(run_path), f"--baseline-dir={tmp_path}", "--tolerance=0.6"]) == 0
+
+
+def test_main_fails_when_nothing_could_be_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "Linux-CPython-3.11-64bit"
+    folder.mkdir()
+    (folder / "0001_baseline.json").write_text(json.dumps(BASELINE))
+    run_path = tmp_path / "run.json"
+    run_path.write_text(json.dumps(_report({"test_renamed": 1.0})))
+
+    assert main([str(run_path), f"--baseline-dir={tmp_path}"]) == 1
+    out = capsys.readouterr().out
+    assert "nothing was judged" in out
+    assert "test_renamed" in out
+    assert "not in this run" in out
