@@ -114,7 +114,12 @@ def _measure(
         return (rng,), {}
 
     benchmark.pedantic(call, setup=setup, rounds=rounds, iterations=1)  # type: ignore[no-untyped-call]
-    benchmark.extra_info[REFERENCE_KEY] = statistics.median(reference_times)
+    if rounds >= 100:
+        # The median of three quick reference calls says little about three
+        # calls of several seconds (the stats from raw): those are compared
+        # as they are. A gate run judged them 1.67x with their reference at
+        # 0.52x, the benchmark itself at 0.86x.
+        benchmark.extra_info[REFERENCE_KEY] = statistics.median(reference_times)
     assert benchmark.stats is not None
     data = sorted(benchmark.stats.stats.data)
     p50 = data[len(data) // 2] * 1000
