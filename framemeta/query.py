@@ -1028,11 +1028,11 @@ class FrameQuery:
     idle for over a second is checked (a round trip) before it is handed
     out. ``prepare_threshold`` (5, psycopg's default) is when lookups
     (`get`, `latest`, `latest_all`, `cameras`, the first page of `frames`)
-    and searches become server-side prepared statements;
-    None never prepares (pgbouncer in transaction mode before 1.21).
-    Statistics, motion events and the pages of `frames` after the first
-    are never prepared: their plans fit the actual range, and they are
-    streamed in chunks. Use it as a context manager or call `close`.
+    and searches become server-side prepared statements; None never
+    prepares (pgbouncer in transaction mode before 1.21). Statistics,
+    motion events and the pages of `frames` after the first are never
+    prepared: their plans fit the actual range, and they are streamed in
+    chunks. Use it as a context manager or call `close`.
 
     Every method checks its arguments before any SQL runs and raises
     `ValidationError` naming the argument; times must be timezone-aware and
