@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -65,6 +67,31 @@ NOT_JUDGED: Final = frozenset(
     }
 )
 """References and other code that is not framemeta's."""
+
+
+class Reference:
+    """A reference workload, timed call by call beside a benchmark's rounds
+    (call it from the ``setup`` of ``benchmark.pedantic``)."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self._call = call
+        self.times: list[float] = []
+        """Each call's duration, in seconds."""
+
+    def __call__(self) -> None:
+        started = time.perf_counter()
+        self._call()
+        self.times.append(time.perf_counter() - started)
+
+    def median(self, *, skip: int = 0) -> float:
+        """The median duration, leaving out the first ``skip`` calls (the
+        warm-up rounds, whose ``setup`` runs too)."""
+        return statistics.median(self.times[skip:])
+
+    def record(self, benchmark: Any, *, skip: int = 0) -> None:
+        """Store the median where `judge` finds it: the benchmark's
+        ``extra_info``."""
+        benchmark.extra_info[REFERENCE_KEY] = self.median(skip=skip)
 
 
 @attrs.frozen

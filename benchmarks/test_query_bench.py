@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 import random
 import statistics
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from benchmarks.gate import REFERENCE_KEY
+from benchmarks.gate import Reference
 from benchmarks.query_data import CAMERAS, DAYS, bench_server, ensure_dataset, prewarm
 from framemeta import FrameQuery
 
@@ -105,12 +104,10 @@ def _measure(
     for _ in range(warmup):
         call(rng)
         reference()
-    reference_times = []
+    timed = Reference(reference)
 
     def setup() -> tuple[tuple[random.Random], dict[str, Any]]:
-        started = time.perf_counter()
-        reference()
-        reference_times.append(time.perf_counter() - started)
+        timed()
         return (rng,), {}
 
     benchmark.pedantic(call, setup=setup, rounds=rounds, iterations=1)  # type: ignore[no-untyped-call]
@@ -119,7 +116,7 @@ def _measure(
         # calls of several seconds (the stats from raw): those are compared
         # as they are. A gate run judged them 1.67x with their reference at
         # 0.52x, the benchmark itself at 0.86x.
-        benchmark.extra_info[REFERENCE_KEY] = statistics.median(reference_times)
+        timed.record(benchmark)
     assert benchmark.stats is not None
     data = sorted(benchmark.stats.stats.data)
     p50 = data[len(data) // 2] * 1000
@@ -311,31 +308,31 @@ def _side_by_side(
     medians and their ratio; the bare fetch is the gate's reference."""
     dsn, sql, params = bare
     with psycopg.connect(dsn, autocommit=True) as conn:
-        bare_times: list[float] = []
         counts: set[int] = set()
-
-        def fetch() -> None:
-            started = time.perf_counter()
-            counts.add(len(conn.execute(sql, params, prepare=False).fetchall()))
-            bare_times.append(time.perf_counter() - started)
+        fetch = Reference(
+            lambda: counts.add(len(conn.execute(sql, params, prepare=False).fetchall()))
+        )
 
         def counted() -> None:
             counts.add(typed())
 
-        for _ in range(3):
-            fetch()
-            counted()
-        bare_times.clear()
-        benchmark.pedantic(counted, setup=fetch, rounds=15, iterations=1)  # type: ignore[no-untyped-call]
+        warmup = 3
+        benchmark.pedantic(  # type: ignore[no-untyped-call]
+            counted, setup=fetch, rounds=15, iterations=1, warmup_rounds=warmup
+        )
     assert len(counts) == 1  # the same rows every time
     assert benchmark.stats is not None
     typed_times = benchmark.stats.stats.data
     typed_median = statistics.median(typed_times)
-    bare_median = statistics.median(bare_times)
+    bare_median = fetch.median(skip=warmup)
     STREAM_RATIOS[name] = typed_median / bare_median
-    benchmark.extra_info[REFERENCE_KEY] = bare_median
+    fetch.record(benchmark, skip=warmup)
     QUERY_RESULTS[f"{name} (typed)"] = (typed_median * 1000, max(typed_times) * 1000, None)
-    QUERY_RESULTS[f"{name} (bare fetchall)"] = (bare_median * 1000, max(bare_times) * 1000, None)
+    QUERY_RESULTS[f"{name} (bare fetchall)"] = (
+        bare_median * 1000,
+        max(fetch.times[warmup:]) * 1000,
+        None,
+    )
 
 
 _SELECT_FRAMES = (

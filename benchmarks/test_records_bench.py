@@ -10,8 +10,6 @@ floor so that machines of different speed can be compared.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +18,7 @@ import attrs
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from benchmarks.gate import REFERENCE_KEY
+from benchmarks.gate import Reference
 from framemeta import BoundingBox, Detection, FrameRecord
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -61,20 +59,12 @@ def _beside_the_floor(benchmark: BenchmarkFixture, make: Callable[[], object]) -
     floor: this machine's speed swings within seconds, and the regression
     gate judges ``make`` by how it moved relative to the floor measured
     alongside (benchmarks/gate.py)."""
-    floor_times = []
-
-    def setup() -> None:
-        started = time.perf_counter()
-        _floor()
-        floor_times.append(time.perf_counter() - started)
-
+    floor = Reference(_floor)
     warmup = ROUNDS // 10
     result = benchmark.pedantic(  # type: ignore[no-untyped-call]
-        make, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=warmup
+        make, setup=floor, rounds=ROUNDS, iterations=1, warmup_rounds=warmup
     )
-    # setup runs in the warm-up rounds too, which the benchmark's own
-    # figures leave out
-    benchmark.extra_info[REFERENCE_KEY] = statistics.median(floor_times[warmup:])
+    floor.record(benchmark, skip=warmup)
     return result
 
 
