@@ -199,10 +199,13 @@ class _Statement:
 
 _FRAME_COLUMNS: Final = sql.SQL(
     "camera_id, captured_at, frame_number, width, height, motion_score, brightness,"
-    " detection_labels, detection_scores, detection_boxes, metadata::text AS metadata"
+    " detection_labels::text AS detection_labels, detection_scores::text AS detection_scores,"
+    " detection_boxes::text AS detection_boxes, metadata::text AS metadata"
 )
-"""The columns of a FrameRecord. Metadata comes as JSON text, parsed by
-orjson in `_frame_from_row`: psycopg's jsonb loader is a Python call per row."""
+"""The columns of a FrameRecord. The detection arrays and the metadata come
+as their text, kept as it is until the record's detections or metadata are
+first read (`_frame_from_row`): decoding them was two thirds of the client's
+work for a read of frames (README, "What the figures led to")."""
 
 
 def _frame(row: tuple[Any, ...]) -> FrameRecord:

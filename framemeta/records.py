@@ -7,16 +7,20 @@ dicts and JSON goes through one private cattrs converter.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, ClassVar, Final
 
 import attrs
 import cattrs
 import orjson
+import psycopg
 from cattrs.gen import make_dict_unstructure_fn, override
+from psycopg.pq import Format
 
 from framemeta.errors import ValidationError
 
@@ -147,7 +151,7 @@ class Detection:
         setters[2](self, box)
 
 
-@attrs.frozen(slots=True, hash=False, init=False)
+@attrs.frozen(slots=True, eq=False, hash=False, init=False)
 class FrameRecord:
     """The metadata of one video frame.
 
@@ -168,6 +172,10 @@ class FrameRecord:
 
     A bad value raises `framemeta.ValidationError` naming the field. Equal
     records compare equal field by field; the hash is that of `key`.
+
+    Records that `FrameQuery` returns decode their detections and metadata
+    when first read, once; they compare equal to, print, pickle and copy as
+    the record built with the same fields.
     """
 
     max_metadata_bytes: ClassVar[int] = 16_384
@@ -247,6 +255,23 @@ class FrameRecord:
         setters[8](self, metadata)
         setters[9](self, metadata_jsonb)
 
+    def __eq__(self, other: object) -> bool:
+        # By hand, not attrs': a record read from the database (a private
+        # subclass) equals the one built with the same fields.
+        if not isinstance(other, FrameRecord):
+            return NotImplemented
+        return (
+            self.camera_id == other.camera_id
+            and self.captured_at == other.captured_at
+            and self.frame_number == other.frame_number
+            and self.width == other.width
+            and self.height == other.height
+            and self.motion_score == other.motion_score
+            and self.brightness == other.brightness
+            and self.detections == other.detections
+            and self.metadata == other.metadata
+        )
+
     def __hash__(self) -> int:
         return hash((self.camera_id, self.captured_at, self.frame_number))
 
@@ -315,6 +340,15 @@ def _slot_setters(cls: type[Any]) -> tuple[Callable[[Any, Any], None], ...]:
     halves the cost of building a record.
     """
     return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
+
+
+def _slot_access(
+    cls: type[Any], name: str
+) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
+    """The get and set of slot ``name`` itself (the get raises
+    AttributeError while it is unset), past any property shadowing it."""
+    slot = cls.__dict__[name]
+    return slot.__get__, slot.__set__
 
 
 _BOX_SETTERS: Final = _slot_setters(BoundingBox)
@@ -466,30 +500,19 @@ def _frame_from_row(
     height: int | None,
     motion_score: float | None,
     brightness: float | None,
-    labels: list[str] | None,
-    scores: list[float] | None,
-    boxes: list[list[float | None]] | None,
+    labels_text: str | None,
+    scores_text: str | None,
+    boxes_text: str | None,
     metadata_text: str | None,
 ) -> FrameRecord:
-    """A record from a row of ``frame_metadata`` (metadata as JSON text),
-    without validation: the table's constraints checked every value when it
-    was stored. About a third of the cost of the validating constructor
-    (reads stream thousands of rows)."""
-    record = object.__new__(FrameRecord)
+    """A record from a row of ``frame_metadata`` (detection arrays and
+    metadata as their text), without validation: the table's constraints
+    checked every value when it was stored. Detections and metadata are
+    decoded on first access (`_StoredFrameRecord`): reads stream thousands
+    of rows, and a caller listing them often reads neither."""
+    record = _new(_StoredFrameRecord)
     if captured_at.tzinfo is not UTC:
         captured_at = captured_at.astimezone(UTC)
-    detections: tuple[Detection, ...] = ()
-    if labels:
-        count = len(labels)
-        # The writer stores the three arrays at the same length; a row
-        # written otherwise gets no box and a confidence of 0.0 where an
-        # array falls short.
-        if scores is None or len(scores) != count:
-            scores = [*(scores or ())[:count], *[0.0] * (count - len(scores or ()))]
-        box_rows: Sequence[list[float | None] | None] = boxes or ()
-        if len(box_rows) != count:
-            box_rows = [*box_rows[:count], *[None] * (count - len(box_rows))]
-        detections = tuple(map(_detection_from_row, labels, scores, box_rows))
     setters = _SLOT_SETTERS
     setters[0](record, camera_id)
     setters[1](record, captured_at)
@@ -498,8 +521,131 @@ def _frame_from_row(
     setters[4](record, height)
     setters[5](record, motion_score)
     setters[6](record, brightness)
-    setters[7](record, detections)
-    metadata = orjson.loads(metadata_text) if metadata_text is not None else None
-    setters[8](record, metadata or {})
-    setters[9](record, _JSONB_VERSION + orjson.dumps(metadata) if metadata else None)
+    if labels_text is None:
+        setters[7](record, ())
+        _set_stored_detections(record, None)
+    else:
+        _set_stored_detections(record, (labels_text, scores_text, boxes_text))
+    if metadata_text is None:
+        setters[8](record, {})
+        setters[9](record, None)
+    _set_stored_metadata(record, metadata_text)
+    return record
+
+
+def _array_loader(element: str) -> Callable[[bytes], Any]:
+    """psycopg's own (C) loader of the text of an array of ``element``."""
+    oid = psycopg.postgres.types[element].array_oid
+    loader = psycopg.adapters.get_loader(oid, Format.TEXT)
+    assert loader is not None
+    return loader(oid).load
+
+
+_load_labels: Final = _array_loader("text")
+_load_reals: Final = _array_loader("float4")
+
+
+def _decoded_detections(
+    labels_text: str, scores_text: str | None, boxes_text: str | None
+) -> tuple[Detection, ...]:
+    labels: list[str] = _load_labels(labels_text.encode())
+    count = len(labels)
+    scores: list[float] = _load_reals(scores_text.encode()) if scores_text is not None else []
+    boxes: list[list[float | None] | None] = (
+        _load_reals(boxes_text.encode()) if boxes_text is not None else []
+    )
+    # The writer stores the three arrays at the same length; a row written
+    # otherwise gets no box and a confidence of 0.0 where an array falls short.
+    if len(scores) != count:
+        scores = [*scores[:count], *[0.0] * (count - len(scores))]
+    if len(boxes) != count:
+        boxes = [*boxes[:count], *[None] * (count - len(boxes))]
+    return tuple(map(_detection_from_row, labels, scores, boxes))
+
+
+def _decoded_metadata(text: str) -> dict[str, Any]:
+    try:
+        metadata = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # jsonb that orjson refuses (a number beyond a double's range, such
+        # as 1e400, written by another tool): the standard library reads it.
+        metadata = json.loads(text)
+    return metadata  # type: ignore[no-any-return]
+
+
+_get_detections, _set_detections = _slot_access(FrameRecord, "detections")
+_get_metadata, _set_metadata = _slot_access(FrameRecord, "metadata")
+_get_metadata_jsonb, _set_metadata_jsonb = _slot_access(FrameRecord, "_metadata_jsonb")
+
+
+class _StoredFrameRecord(FrameRecord):
+    """A `FrameRecord` read from the database: its detections and metadata
+    stay as the text the server sent until first read, then are decoded once
+    (the same values an eagerly built record holds). It compares equal to,
+    and prints as, the `FrameRecord` with the same fields; pickled or copied
+    it becomes one."""
+
+    __slots__ = ("_stored_detections", "_stored_metadata")
+    _stored_detections: tuple[str, str | None, str | None] | None
+    """The text of the labels, scores and boxes arrays; None once decoded."""
+    _stored_metadata: str | None
+    """The metadata as JSON text; None once decoded."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Built with values (attrs.evolve): nothing left to decode.
+        super().__init__(*args, **kwargs)
+        _set_stored_detections(self, None)
+        _set_stored_metadata(self, None)
+
+    @property
+    def detections(self) -> Sequence[Detection]:
+        stored = _get_stored_detections(self)
+        if stored is None:
+            return _get_detections(self)  # type: ignore[no-any-return]
+        detections = _decoded_detections(*stored)
+        _set_detections(self, detections)
+        _set_stored_detections(self, None)  # each value held once
+        return detections
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        stored = _get_stored_metadata(self)
+        if stored is None:
+            return _get_metadata(self)  # type: ignore[no-any-return]
+        metadata = _decoded_metadata(stored)
+        _set_metadata(self, metadata)
+        _set_stored_metadata(self, None)
+        return metadata
+
+    @property
+    def _metadata_jsonb(self) -> bytes | None:
+        # Only the writer reads it (a read record written again): made when
+        # first asked for.
+        try:
+            return _get_metadata_jsonb(self)  # type: ignore[no-any-return]
+        except AttributeError:
+            metadata = self.metadata
+            jsonb = _JSONB_VERSION + orjson.dumps(metadata) if metadata else None
+            _set_metadata_jsonb(self, jsonb)
+            return jsonb
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuilt_frame, tuple(getter(self) for getter in _FIELD_GETTERS))
+
+    def __repr__(self) -> str:
+        return "FrameRecord" + super().__repr__()[len(type(self).__qualname__) :]
+
+
+_get_stored_detections, _set_stored_detections = _slot_access(
+    _StoredFrameRecord, "_stored_detections"
+)
+_get_stored_metadata, _set_stored_metadata = _slot_access(_StoredFrameRecord, "_stored_metadata")
+_FIELD_GETTERS: Final = tuple(attrgetter(field.name) for field in attrs.fields(FrameRecord))
+
+
+def _rebuilt_frame(*values: Any) -> FrameRecord:
+    """A plain FrameRecord with the fields of a stored one (unpickling, copy)."""
+    record = _new(FrameRecord)
+    for setter, value in zip(_SLOT_SETTERS, values, strict=True):
+        setter(record, value)
     return record

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import pickle
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 import framemeta.query
-from framemeta import Detection, FrameRecord, MetadataWriter, ValidationError
+from framemeta import BoundingBox, Detection, FrameRecord, MetadataWriter, ValidationError
 from framemeta._copy import copy_batch, encode_batch
 from framemeta.maintenance import maintain
 from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
@@ -73,6 +75,87 @@ def test_get_latest_and_latest_all_return_the_records_written(
     assert query.latest("cam-02") == newest["cam-02"]
     assert query.latest("cam-99") is None
     assert query.latest_all() == [newest[camera] for camera in sorted(newest)]
+
+
+def test_a_record_read_back_behaves_as_the_one_written(db_dsn: str) -> None:
+    """Read records decode detections and metadata on first access; until
+    and after that they compare, hash, print, copy, pickle, convert and
+    encode for COPY exactly as the record that was written."""
+    labels = ["NULL", 'say "hi"', "a,b", "{braces}", "back\\slash", "caméra 1", "person"]
+    written = FrameRecord(
+        "cam-1",
+        START,
+        7,
+        width=1920,
+        height=1080,
+        motion_score=0.8,
+        brightness=0.1,
+        detections=[
+            # Values a real (float4) keeps exactly, so that the reprs match.
+            Detection(
+                label, 0.25 * (index % 4), None if index % 2 else BoundingBox(1.5, 2.0, 30.0, 40.0)
+            )
+            for index, label in enumerate(labels)
+        ],
+        # In jsonb's key order (shorter keys first), so that the reprs match.
+        metadata={"n": 2**62, "zone": "gate", "nested": {"list": [1, 2.5, None, True]}},
+    )
+    plain = FrameRecord("cam-1", START, 8)
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many([written, plain])
+
+    with FrameQuery(db_dsn) as query:
+
+        def read() -> FrameRecord:
+            record = query.get(*written.key)
+            assert record is not None
+            return record
+
+        assert read() == written
+        assert written == read()
+        assert read() != plain
+        assert hash(read()) == hash(written)
+        assert repr(read()) == repr(written)
+        assert read().to_dict() == written.to_dict()
+        assert read().metadata_json == written.metadata_json
+        assert encode_batch([read()]).data == encode_batch([written]).data
+        for copied in (
+            pickle.loads(pickle.dumps(read())),
+            copy.copy(read()),
+            copy.deepcopy(read()),
+        ):
+            assert type(copied) is FrameRecord
+            assert copied == written
+        assert attrs.evolve(read(), motion_score=0.25) == attrs.evolve(written, motion_score=0.25)
+        record = read()
+        assert record.detections is record.detections  # decoded once
+        assert record.metadata is record.metadata
+        assert [detection.label for detection in record.detections] == labels
+        assert query.get(*plain.key) == plain
+
+
+def test_rows_other_tools_wrote_are_read_as_they_are(db_dsn: str) -> None:
+    """A row with detection arrays of unequal lengths gets a confidence of
+    0.0 and no box where one falls short; a number in the metadata beyond
+    a double's range (which orjson refuses) is read by the standard library."""
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        admin.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number,"
+            " detection_count, detection_labels, detection_scores, detection_boxes, metadata)"
+            " VALUES ('cam-1', %s, 1, 2, '{car,person}', '{0.5}', '{{1,2,3,4}}',"
+            " '{\"huge\": 1e400}')",
+            (START,),
+        )
+
+    with FrameQuery(db_dsn) as query:
+        record = query.get("cam-1", START, 1)
+
+    assert record is not None
+    assert record.detections == (
+        Detection("car", 0.5, BoundingBox(1, 2, 3, 4)),
+        Detection("person", 0.0, None),
+    )
+    assert record.metadata == {"huge": 10**400}  # jsonb keeps it as a 401-digit integer
 
 
 def test_frames_stream_in_order_with_a_limit(
