@@ -570,7 +570,7 @@ def _decoded_metadata(text: str) -> dict[str, Any]:
         # jsonb that orjson refuses (a number beyond a double's range, such
         # as 1e400, written by another tool): the standard library reads it.
         metadata = json.loads(text)
-    return metadata  # type: ignore[no-any-return]
+    return metadata or {}  # JSON null: no metadata, as for SQL NULL
 
 
 _get_detections, _set_detections = _slot_access(FrameRecord, "detections")

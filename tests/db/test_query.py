@@ -137,7 +137,8 @@ def test_a_record_read_back_behaves_as_the_one_written(db_dsn: str) -> None:
 def test_rows_other_tools_wrote_are_read_as_they_are(db_dsn: str) -> None:
     """A row with detection arrays of unequal lengths gets a confidence of
     0.0 and no box where one falls short; a number in the metadata beyond
-    a double's range (which orjson refuses) is read by the standard library."""
+    a double's range (which orjson refuses) is read by the standard library;
+    JSON null as metadata reads as none."""
     with psycopg.connect(db_dsn, autocommit=True) as admin:
         admin.execute(
             "INSERT INTO frame_metadata (camera_id, captured_at, frame_number,"
@@ -146,9 +147,15 @@ def test_rows_other_tools_wrote_are_read_as_they_are(db_dsn: str) -> None:
             " '{\"huge\": 1e400}')",
             (START,),
         )
+        admin.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, metadata)"
+            " VALUES ('cam-1', %s, 2, 'null')",
+            (START,),
+        )
 
     with FrameQuery(db_dsn) as query:
         record = query.get("cam-1", START, 1)
+        null_metadata = query.get("cam-1", START, 2)
 
     assert record is not None
     assert record.detections == (
@@ -156,6 +163,9 @@ def test_rows_other_tools_wrote_are_read_as_they_are(db_dsn: str) -> None:
         Detection("person", 0.0, None),
     )
     assert record.metadata == {"huge": 10**400}  # jsonb keeps it as a 401-digit integer
+    assert null_metadata is not None
+    assert null_metadata.metadata == {}
+    assert null_metadata.metadata_json is None
 
 
 def test_frames_stream_in_order_with_a_limit(
