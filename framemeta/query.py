@@ -1137,8 +1137,9 @@ class FrameQuery:
         """The frames of ``camera_id`` captured in ``[start, end)`` in time
         order (``order="desc"``: newest first), at most ``limit``. Read in
         pages by key, each page one short query: the first of 1,000 rows,
-        the next of 2,000, streamed in chunks that are decoded while the
-        server sends the rest. A day of frames never sits in memory, and no
+        the next of 2,000, streamed in chunks made into records while the
+        server sends the rest (records decode their detections and metadata
+        when first read). A day of frames never sits in memory, and no
         connection is held between pages, so stopping early needs no
         clean-up."""
         return self._stream(_FramesPages(*_check_frames_args(camera_id, start, end, limit, order)))
@@ -1163,7 +1164,8 @@ class FrameQuery:
         """Frames in ``[start, end)`` whose motion_score is at least
         ``min_score`` (default 0.5, the motion threshold, which the partial
         index serves; lower values scan), ordered by time. Streamed in
-        chunks, each decoded while the server sends the next."""
+        chunks, each made into records while the server sends the next
+        (records decode their detections and metadata when first read)."""
         return self._made(_motion(start, end, camera_id, min_score), _frame)
 
     def search(

@@ -476,7 +476,7 @@ def _detection_from_row(
     label: str, confidence: float, box_values: list[float | None] | None
 ) -> Detection:
     """A detection from element i of the three arrays, without validation
-    (unrolled: streamed reads build thousands)."""
+    (unrolled: a read's records build thousands)."""
     detection = _new(Detection)
     _set_label(detection, label)
     _set_confidence(detection, confidence)
@@ -507,9 +507,11 @@ def _frame_from_row(
 ) -> FrameRecord:
     """A record from a row of ``frame_metadata`` (detection arrays and
     metadata as their text), without validation: the table's constraints
-    checked every value when it was stored. Detections and metadata are
-    decoded on first access (`_StoredFrameRecord`): reads stream thousands
-    of rows, and a caller listing them often reads neither."""
+    checked the scalar values when they were stored. Detections and
+    metadata are decoded on first access (`_StoredFrameRecord`): reads
+    stream thousands of rows, and a caller listing them often reads
+    neither. Arrays of another shape than the writer's (another tool's
+    rows) fail there, not here."""
     record = _new(_StoredFrameRecord)
     if captured_at.tzinfo is not UTC:
         captured_at = captured_at.astimezone(UTC)
@@ -563,14 +565,16 @@ def _decoded_detections(
     return tuple(map(_detection_from_row, labels, scores, boxes))
 
 
-def _decoded_metadata(text: str) -> dict[str, Any]:
+def _decoded_metadata(text: str) -> tuple[dict[str, Any], bytes | None]:
+    """Stored metadata (JSON null: none, as for SQL NULL) and, where orjson
+    could not write it again, its encoding."""
     try:
-        metadata = orjson.loads(text)
+        return orjson.loads(text) or {}, None
     except orjson.JSONDecodeError:
         # jsonb that orjson refuses (a number beyond a double's range, such
-        # as 1e400, written by another tool): the standard library reads it.
-        metadata = json.loads(text)
-    return metadata or {}  # JSON null: no metadata, as for SQL NULL
+        # as 1e400, written by another tool): the standard library reads
+        # it, and the server's own text is kept as its encoding, exact.
+        return json.loads(text) or {}, _JSONB_VERSION + text.encode()
 
 
 _get_detections, _set_detections = _slot_access(FrameRecord, "detections")
@@ -580,10 +584,12 @@ _get_metadata_jsonb, _set_metadata_jsonb = _slot_access(FrameRecord, "_metadata_
 
 class _StoredFrameRecord(FrameRecord):
     """A `FrameRecord` read from the database: its detections and metadata
-    stay as the text the server sent until first read, then are decoded once
-    (the same values an eagerly built record holds). It compares equal to,
+    stay as the text the server sent until first read, then are decoded and
+    kept (the same values an eagerly built record holds; two threads reading
+    at once may both decode, and get equal values). It compares equal to,
     and prints as, the `FrameRecord` with the same fields; pickled or copied
-    it becomes one."""
+    it becomes one. Its compact metadata encoding is made when first needed,
+    from the metadata as it is then."""
 
     __slots__ = ("_stored_detections", "_stored_metadata")
     _stored_detections: tuple[str, str | None, str | None] | None
@@ -612,22 +618,28 @@ class _StoredFrameRecord(FrameRecord):
         stored = _get_stored_metadata(self)
         if stored is None:
             return _get_metadata(self)  # type: ignore[no-any-return]
-        metadata = _decoded_metadata(stored)
+        metadata, jsonb = _decoded_metadata(stored)
+        if jsonb is not None:
+            _set_metadata_jsonb(self, jsonb)
         _set_metadata(self, metadata)
         _set_stored_metadata(self, None)
         return metadata
 
     @property
     def _metadata_jsonb(self) -> bytes | None:
-        # Only the writer reads it (a read record written again): made when
-        # first asked for.
+        # The compact encoding an eager record makes at construction, made
+        # here when first asked for (`metadata_json`, pickling and copying,
+        # the writer), from the metadata as it is then.
         try:
             return _get_metadata_jsonb(self)  # type: ignore[no-any-return]
         except AttributeError:
             metadata = self.metadata
-            jsonb = _JSONB_VERSION + orjson.dumps(metadata) if metadata else None
-            _set_metadata_jsonb(self, jsonb)
-            return jsonb
+            try:  # set by reading the metadata, for numbers orjson refuses
+                return _get_metadata_jsonb(self)  # type: ignore[no-any-return]
+            except AttributeError:
+                jsonb = _JSONB_VERSION + orjson.dumps(metadata) if metadata else None
+                _set_metadata_jsonb(self, jsonb)
+                return jsonb
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuilt_frame, tuple(getter(self) for getter in _FIELD_GETTERS))

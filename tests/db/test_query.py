@@ -679,9 +679,10 @@ def test_bad_arguments_are_refused_before_any_sql(call: Any, field: str) -> None
 def test_an_error_while_rows_stream_in_returns_the_connection(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A row that cannot be made into a record (jsonb that orjson refuses,
-    say) ends the stream: the error reaches the caller, the rest of the
-    result is dropped and the connection goes back to the pool, usable."""
+    """A row that cannot be made into a record (a value of a type nothing
+    here expects, say) ends the stream: the error reaches the caller, the
+    rest of the result is dropped and the connection goes back to the pool,
+    usable."""
     dsn, _ = loaded
     start, end = START, START + timedelta(minutes=10)
     monkeypatch.setattr(framemeta.query, "_CHUNK_ROWS", 3)

@@ -295,3 +295,164 @@ def test_a_queued_record_costs_what_the_writer_estimates() -> None:
     # The writer bounds its queue by the estimate: it must not undercount.
     assert allocated / len(records) < 600
     assert allocated <= estimated * 1.25
+
+
+# -- records read from the database ---------------------------------------------
+# `_frame_from_row` gets a row as PostgreSQL sends it in text format: the
+# detection arrays and the metadata as their text.
+
+STORED_BOXES = "{{1.5,2,30,40},{NULL,NULL,NULL,NULL}}"
+
+
+def _stored(
+    labels: str | None = "{person,car}",
+    scores: str | None = "{0.5,0.25}",
+    boxes: str | None = STORED_BOXES,
+    metadata: str | None = '{"n": 1, "zone": "gate"}',
+) -> FrameRecord:
+    from framemeta.records import _frame_from_row
+
+    return _frame_from_row("cam-1", NOW, 7, 1920, 1080, 0.5, 0.25, labels, scores, boxes, metadata)
+
+
+EAGER = FrameRecord(
+    "cam-1",
+    NOW,
+    7,
+    width=1920,
+    height=1080,
+    motion_score=0.5,
+    brightness=0.25,
+    detections=[
+        Detection("person", 0.5, BoundingBox(1.5, 2.0, 30.0, 40.0)),
+        Detection("car", 0.25),
+    ],
+    metadata={"n": 1, "zone": "gate"},
+)
+
+
+def test_a_stored_record_decodes_its_detections_and_metadata_when_first_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import framemeta.records
+
+    calls: list[str] = []
+
+    def counted(name: str) -> Any:
+        decode = getattr(framemeta.records, name)
+
+        def call(*args: Any) -> Any:
+            calls.append(name)
+            return decode(*args)
+
+        return call
+
+    for name in ("_decoded_detections", "_decoded_metadata"):
+        monkeypatch.setattr(framemeta.records, name, counted(name))
+    record = _stored()
+    assert (record.key, hash(record), record.motion_score) == (EAGER.key, hash(EAGER), 0.5)
+    assert calls == []
+
+    first = record.detections
+    assert record.detections is first
+    assert record.metadata is record.metadata
+    assert calls == ["_decoded_detections", "_decoded_metadata"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"camera_id": "cam-2"},
+        {"captured_at": NOW + timedelta(microseconds=1)},
+        {"frame_number": 8},
+        {"width": 1280},
+        {"height": 720},
+        {"motion_score": 0.75},
+        {"brightness": None},
+        {"detections": [Detection("person", 0.5, BoundingBox(1.5, 2.0, 30.0, 40.0))]},
+        {"metadata": {"n": 2, "zone": "gate"}},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_a_stored_record_equals_only_a_record_with_every_field_the_same(
+    change: dict[str, Any],
+) -> None:
+    import attrs
+
+    other = attrs.evolve(EAGER, **change)
+
+    eager = EAGER
+    assert _stored() == eager
+    assert eager == _stored()  # both ways: each side's __eq__
+    assert _stored() != other
+    assert other != _stored()
+    assert _stored().__eq__(object()) is NotImplemented
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "boxes", "expected"),
+    [
+        (None, None, None, ()),
+        ("{}", "{}", "{}", ()),
+        ("{car}", None, None, (Detection("car", 0.0),)),
+        (
+            "{car}",
+            "{0.5,0.25}",
+            "{{1,2,3,4},{5,6,7,8}}",
+            (Detection("car", 0.5, BoundingBox(1, 2, 3, 4)),),
+        ),
+        (
+            "{car,dog}",
+            "{0.5}",
+            "{{1,2,3,4}}",
+            (Detection("car", 0.5, BoundingBox(1, 2, 3, 4)), Detection("dog", 0.0)),
+        ),
+        (
+            '{"a \\"b\\"",NULL-ish,"{x}"}',
+            "{1,1,1}",
+            None,
+            (
+                Detection('a "b"', 1.0),
+                Detection("NULL-ish", 1.0),
+                Detection("{x}", 1.0),
+            ),
+        ),
+    ],
+)
+def test_stored_detection_arrays_of_any_length_are_read_as_the_writer_would_store_them(
+    labels: str | None, scores: str | None, boxes: str | None, expected: tuple[Detection, ...]
+) -> None:
+    """The writer stores the three arrays at the same length; another
+    tool's row gets a confidence of 0.0 and no box where an array falls
+    short, and elements past the labels are left out."""
+    assert _stored(labels, scores, boxes).detections == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [(None, {}), ("{}", {}), ("null", {})])
+def test_stored_metadata_that_is_empty_reads_as_none(
+    text: str | None, expected: dict[str, Any]
+) -> None:
+    record = _stored(metadata=text)
+
+    assert record.metadata == expected
+    assert record.metadata_json is None
+
+
+def test_stored_metadata_beyond_orjson_is_read_copied_and_encoded_exactly() -> None:
+    """jsonb keeps any number. Numbers orjson refuses (beyond a double's
+    range) are read by the standard library, and the server's own text is
+    kept as the encoding: a copy, or the record written again, keeps them
+    exactly."""
+    import copy
+    import pickle
+
+    huge, fraction = 10**400, "1" * 400 + ".5"
+    text = f'{{"huge": {huge}, "fraction": {fraction}}}'
+    record = _stored(metadata=text)
+
+    assert record.metadata == {"huge": huge, "fraction": math.inf}
+    assert record.metadata_json == text.encode()
+    for copied in (pickle.loads(pickle.dumps(record)), copy.copy(record), copy.deepcopy(record)):
+        assert type(copied) is FrameRecord
+        assert copied.metadata_json == text.encode()
+        assert copied.metadata == record.metadata
