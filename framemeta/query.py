@@ -268,26 +268,27 @@ def _latest_statement(camera_id: str) -> _Statement:
     return _Statement(_LATEST, {"camera": camera_id})
 
 
-def _latest_all_statement() -> _Statement:
-    # A skip scan: one index probe per camera instead of reading every frame.
+def _latest_all_statement(raw_from: datetime | None) -> _Statement:
+    # The cameras come from the daily rollup, over the days raw frames are
+    # still kept (``raw_from``: where raw storage begins, from the chunk
+    # catalog, cached in `_Coverage`): a few rows per camera. Then one probe
+    # of each camera's newest frame, in its newest chunk. A skip scan over
+    # the raw primary key probed every chunk for every camera: 2.95 against
+    # 1.12 ms at p50 for 12 cameras and 8 chunks, prepared, alternating.
     return _Statement(
         sql.SQL(
             """
-            WITH RECURSIVE cameras AS (
-                (SELECT camera_id FROM frame_metadata ORDER BY camera_id LIMIT 1)
-                UNION ALL
-                SELECT (SELECT f.camera_id FROM frame_metadata AS f
-                        WHERE f.camera_id > cameras.camera_id ORDER BY f.camera_id LIMIT 1)
-                FROM cameras WHERE cameras.camera_id IS NOT NULL
-            )
-            SELECT latest.* FROM cameras CROSS JOIN LATERAL (
+            SELECT latest.* FROM (
+                SELECT DISTINCT camera_id FROM frame_stats_1d WHERE bucket >= %(raw_from)s
+            ) AS cameras CROSS JOIN LATERAL (
                 SELECT {} FROM frame_metadata AS f WHERE f.camera_id = cameras.camera_id
                 ORDER BY f.captured_at DESC, f.frame_number DESC LIMIT 1
             ) AS latest
             ORDER BY latest.camera_id
             """
         ).format(_FRAME_COLUMNS),
-        {},
+        # Nothing kept: any day will do, no frame is found.
+        {"raw_from": _floor(raw_from or _ORIGIN, timedelta(days=1))},
     )
 
 
@@ -910,8 +911,8 @@ def _latest_call(camera_id: object) -> _Call[FrameRecord | None]:
     return _Call(_latest_statement(camera), _first_frame)
 
 
-def _latest_all_call() -> _Call[list[FrameRecord]]:
-    return _Call(_latest_all_statement(), _all_frames)
+def _latest_all_call(coverage: _Coverage) -> _Call[list[FrameRecord]]:
+    return _Call(_latest_all_statement(coverage.kept_from["raw"]), _all_frames)
 
 
 def _motion(start: object, end: object, camera_id: object, min_score: object) -> _Statement:
@@ -1123,7 +1124,7 @@ class FrameQuery:
 
     def latest_all(self) -> list[FrameRecord]:
         """The newest frame of every camera, ordered by camera_id."""
-        return self._call(_latest_all_call())
+        return self._call(_latest_all_call(self._current_coverage()))
 
     def frames(
         self,
@@ -1323,7 +1324,7 @@ class AsyncFrameQuery:
 
     async def latest_all(self) -> list[FrameRecord]:
         """See `FrameQuery.latest_all`."""
-        return await self._call(_latest_all_call())
+        return await self._call(_latest_all_call(await self._current_coverage()))
 
     def frames(
         self,

@@ -168,6 +168,20 @@ def test_rows_other_tools_wrote_are_read_as_they_are(db_dsn: str) -> None:
     assert null_metadata.metadata_json is None
 
 
+def test_latest_all_finds_every_camera_before_any_refresh(db_dsn: str) -> None:
+    """latest_all takes its cameras from the daily rollup: a camera seen
+    for the first time is there before any refresh (on the community
+    edition, the real-time part of the aggregate)."""
+    records = [
+        FrameRecord(f"new-{camera}", START + timedelta(seconds=camera), 1) for camera in range(3)
+    ]
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(records)
+
+    with FrameQuery(db_dsn) as query:
+        assert query.latest_all() == records
+
+
 def test_frames_stream_in_order_with_a_limit(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery
 ) -> None:
