@@ -741,6 +741,22 @@ def _ceil(moment: datetime, width: timedelta) -> datetime:
     return floor if floor == moment else floor + width
 
 
+def _complete_from(
+    oldest_chunk: datetime, horizon: timedelta | None, now: datetime
+) -> datetime | None:
+    """Where a level's data is whole (None: for all time). Retention drops
+    whole chunks that end before ``now - horizon``; data after that was
+    never dropped, so a level whose oldest chunk starts later simply had
+    none before it. Its oldest chunk's start alone would cut the bucket
+    that straddles it (a 7-minute bucket across the midnight where a fresh
+    database's first raw chunk begins) from the answer, where every other
+    level still counts its frames. Assumes chunks are dropped only by the
+    retention configured now."""
+    if horizon is None:
+        return None
+    return min(oldest_chunk, now - horizon)
+
+
 def _make_plan(
     start: datetime,
     end: datetime,
@@ -772,12 +788,14 @@ def _make_plan(
     parts: list[PlanPart] = []
     missing: list[tuple[datetime, datetime]] = []
     remaining_end = last
+    now = datetime.now(UTC)
     for level in usable:
         if remaining_end <= first:
             break
         kept = coverage.kept_from[level]
         assert kept is not None
-        kept_start = max(first, _ceil(kept, bucket))
+        complete = _complete_from(kept, coverage.retention.get(level), now)
+        kept_start = first if complete is None else max(first, _ceil(complete, bucket))
         if kept_start >= remaining_end:
             continue
         parts.append(PlanPart(level, kept_start, remaining_end))

@@ -540,6 +540,38 @@ def test_stats_are_identical_whichever_source_answers(
             )
 
 
+def test_the_bucket_across_where_raw_storage_begins_is_counted_by_every_source(
+    db_dsn: str,
+) -> None:
+    """A fresh database's first raw chunk begins at the midnight of its
+    first frame. A 7-minute bucket across that midnight holds the frame in
+    raw storage as in the 1m level: nothing was dropped before it, and no
+    source leaves it out (hypothesis found a frame at such a midnight)."""
+    origin = datetime(2000, 1, 3, tzinfo=UTC)  # time_bucket's default origin
+    width = timedelta(minutes=7)
+    midnight = next(
+        day
+        for day in (RANDOM_BASE + timedelta(days=1), RANDOM_BASE + timedelta(days=2))
+        if (day - origin) % width  # a midnight inside a 7-minute bucket
+    )
+    record = FrameRecord("cam-0", midnight, 0)
+    with MetadataWriter(db_dsn) as writer:
+        writer.write(record)
+    refresh_rollups(db_dsn)
+    start, end = midnight - timedelta(hours=1), midnight + timedelta(hours=1)
+
+    with FrameQuery(db_dsn) as query:
+        answers = {
+            source: _comparable(query.stats(start, end, bucket=width, resolution=source))
+            for source in ("raw", "1m", "auto")
+        }
+        raw_plan = query.plan(start, end, bucket=width, resolution="raw")
+
+    assert answers["raw"] == answers["1m"] == answers["auto"]
+    assert [row[2] for row in answers["raw"]] == [1]
+    assert raw_plan.missing == ()
+
+
 def test_stats_include_frames_that_no_refresh_has_reached(db_dsn: str) -> None:
     # Community edition: `maintain` materialises whole buckets, as the
     # policies do (which the test template pauses): the older frames' minute
