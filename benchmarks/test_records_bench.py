@@ -1,7 +1,7 @@
 """Constructing one validated FrameRecord, beside an unvalidated attrs class
-with the same fields (the floor: what attrs itself costs) in the same run; each validated benchmark
-also times one call of the floor before each of its own calls, for the
-regression gate.
+with the same fields (the floor: what attrs itself costs) in the same run;
+each validated benchmark also times one call of the floor before each of
+its own calls, for the regression gate.
 
 Target: a typical record (size, scores, one detection, small metadata) in
 <= 3 us on the 2-core reference machine; the report prints the ratio to the

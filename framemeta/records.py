@@ -332,16 +332,6 @@ class FrameRecord:
         return cls.from_dict(data)
 
 
-def _slot_setters(cls: type[Any]) -> tuple[Callable[[Any, Any], None], ...]:
-    """Each field's slot descriptor ``__set__``, in field order.
-
-    The records' own ``__init__`` stores through these: they skip the
-    attribute lookup and frozen check of ``object.__setattr__``, which
-    halves the cost of building a record.
-    """
-    return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
-
-
 def _slot_access(
     cls: type[Any], name: str
 ) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
@@ -349,6 +339,16 @@ def _slot_access(
     AttributeError while it is unset), past any property shadowing it."""
     slot = cls.__dict__[name]
     return slot.__get__, slot.__set__
+
+
+def _slot_setters(cls: type[Any]) -> tuple[Callable[[Any, Any], None], ...]:
+    """Each field's slot ``__set__``, in field order.
+
+    The records' own ``__init__`` stores through these: they skip the
+    attribute lookup and frozen check of ``object.__setattr__``, which
+    halves the cost of building a record.
+    """
+    return tuple(_slot_access(cls, field.name)[1] for field in attrs.fields(cls))
 
 
 _BOX_SETTERS: Final = _slot_setters(BoundingBox)
@@ -629,17 +629,15 @@ class _StoredFrameRecord(FrameRecord):
     def _metadata_jsonb(self) -> bytes | None:
         # The compact encoding an eager record makes at construction, made
         # here when first asked for (`metadata_json`, pickling and copying,
-        # the writer), from the metadata as it is then.
+        # the writer), from the metadata as it is then. Reading the metadata
+        # first sets it where orjson could not write it (`_decoded_metadata`).
+        metadata = self.metadata
         try:
             return _get_metadata_jsonb(self)  # type: ignore[no-any-return]
         except AttributeError:
-            metadata = self.metadata
-            try:  # set by reading the metadata, for numbers orjson refuses
-                return _get_metadata_jsonb(self)  # type: ignore[no-any-return]
-            except AttributeError:
-                jsonb = _JSONB_VERSION + orjson.dumps(metadata) if metadata else None
-                _set_metadata_jsonb(self, jsonb)
-                return jsonb
+            jsonb = _JSONB_VERSION + orjson.dumps(metadata) if metadata else None
+            _set_metadata_jsonb(self, jsonb)
+            return jsonb
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuilt_frame, tuple(getter(self) for getter in _FIELD_GETTERS))
