@@ -13,6 +13,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast
 
 import attrs
@@ -26,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from framemeta import _dsn
 from framemeta.errors import ConfigurationError, ValidationError
 from framemeta.maintenance import LEVEL_STORAGE_SQL
-from framemeta.records import FrameRecord, _check_camera_id, _frame_from_row
+from framemeta.records import FrameRecord, _check_camera_id, _frame_from_row, _new, _slot_access
 
 __all__ = [
     "RESOLUTIONS",
@@ -82,16 +83,17 @@ _MOTION_INDEX_THRESHOLD: Final = 0.5
 # -- results -------------------------------------------------------------------
 
 
-# Fields in an instance dict, not slots: a frozen slotted attrs class sets
-# each field through object.__setattr__, and building the 2,016 rows of a
-# week of hourly stats took 1.3x as long that way (3.9 against 2.9 ms).
-@attrs.frozen(slots=False)
+# Fields in an instance dict, not slots, for rows built by callers: a frozen
+# slotted attrs class sets each field through object.__setattr__, 1.3x as
+# slow. Rows read from the database are `_ReadStatsRow`s.
+@attrs.frozen(slots=False, eq=False)
 class StatsRow:
     """One camera's statistics over one bucket ``[bucket, bucket + width)``.
 
     Averages are sums over counts of the frames that had the value (None
     when none had it); counts, minima and maxima are exact whichever source
-    answered.
+    answered. Rows compare equal when every field is equal, and hash by
+    ``(camera_id, bucket)``.
     """
 
     camera_id: str
@@ -114,6 +116,20 @@ class StatsRow:
     brightness_max: float | None
     detections: int
     detections_by_label: dict[str, int]
+
+    def __eq__(self, other: object) -> bool:
+        # By hand, not attrs': a row read from the database (a private
+        # subclass) equals the one built with the same fields.
+        if not isinstance(other, StatsRow):
+            return NotImplemented
+        return _stats_values(self) == _stats_values(other)
+
+    def __hash__(self) -> int:
+        return hash((self.camera_id, self.bucket))
+
+
+_STATS_FIELDS: Final = tuple(field.name for field in attrs.fields(StatsRow))
+_stats_values: Final = attrgetter(*_STATS_FIELDS)
 
 
 @attrs.frozen
@@ -689,13 +705,68 @@ def _stats_statement(
     return _Statement(_STATS_OUTER.format(query), params, binary=True, stream=True)
 
 
+class _ReadStatsRow(StatsRow):
+    """A `StatsRow` read from the database: it keeps the result row (the
+    label counts as their JSON text) and reads each field from it; the
+    label counts are parsed on first read and kept (two threads reading at
+    once may both parse, and get equal dicts). Building one costs a tenth
+    of building a `StatsRow`; a field read costs more (README, "What the
+    figures led to"). It compares equal to, and prints as, the `StatsRow`
+    with the same fields; pickled or copied it becomes one."""
+
+    __slots__ = ("_labels", "_row")
+    _row: tuple[Any, ...]
+    """The result row, in field order, the label counts last (as JSON text
+    until parsed)."""
+    _labels: dict[str, int]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Built with values (attrs.evolve).
+        row = _stats_values(StatsRow(*args, **kwargs))
+        _set_row(self, row)
+        _set_labels(self, row[-1])
+
+    @property
+    def detections_by_label(self) -> dict[str, int]:
+        try:
+            return self._labels
+        except AttributeError:
+            labels: dict[str, int] = orjson.loads(self._row[-1])
+            _set_labels(self, labels)
+            return labels
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StatsRow, _stats_values(self))
+
+    def __repr__(self) -> str:
+        return "StatsRow" + super().__repr__()[len(type(self).__qualname__) :]
+
+
+_set_row = _slot_access(_ReadStatsRow, "_row")[1]
+_set_labels = _slot_access(_ReadStatsRow, "_labels")[1]
+
+
+def _row_field(index: int) -> property:
+    def get(row: _ReadStatsRow) -> Any:
+        return row._row[index]
+
+    return property(get)
+
+
+for _index, _name in enumerate(_STATS_FIELDS[:-1]):
+    setattr(_ReadStatsRow, _name, _row_field(_index))
+del _index, _name
+
+
 def _stats_row(row: tuple[Any, ...]) -> StatsRow:
     if row[1].tzinfo is not UTC:  # a session not in UTC (a pool of the caller's own)
         values = list(row)
         for index in (1, 3, 4):  # bucket, first_at, last_at
             values[index] = _utc(values[index])
         row = tuple(values)
-    return StatsRow(*row[:-1], orjson.loads(row[-1]))  # type: ignore[call-arg]
+    stats = _new(_ReadStatsRow)
+    _set_row(stats, row)
+    return stats
 
 
 # -- planning ---------------------------------------------------------------
