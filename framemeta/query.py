@@ -709,7 +709,7 @@ class _ReadStatsRow(StatsRow):
     """A `StatsRow` read from the database: it keeps the result row (the
     label counts as their JSON text) and reads each field from it; the
     label counts are parsed on first read and kept (two threads reading at
-    once may both parse, and get equal dicts). Building one costs a tenth
+    once may both parse, and get equal dicts). Building one costs a fifth
     of building a `StatsRow`; a field read costs more (README, "What the
     figures led to"). It compares equal to, and prints as, the `StatsRow`
     with the same fields; pickled or copied it becomes one."""
