@@ -27,7 +27,14 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from framemeta import _dsn
 from framemeta.errors import ConfigurationError, ValidationError
 from framemeta.maintenance import LEVEL_STORAGE_SQL
-from framemeta.records import FrameRecord, _check_camera_id, _frame_from_row, _new, _slot_access
+from framemeta.records import (
+    FrameRecord,
+    _check_camera_id,
+    _frame_from_row,
+    _new,
+    _repr_as,
+    _slot_access,
+)
 
 __all__ = [
     "RESOLUTIONS",
@@ -739,7 +746,7 @@ class _ReadStatsRow(StatsRow):
         return (StatsRow, _stats_values(self))
 
     def __repr__(self) -> str:
-        return "StatsRow" + super().__repr__()[len(type(self).__qualname__) :]
+        return _repr_as(StatsRow, self, super().__repr__())
 
 
 _set_row = _slot_access(_ReadStatsRow, "_row")[1]

@@ -260,17 +260,7 @@ class FrameRecord:
         # subclass) equals the one built with the same fields.
         if not isinstance(other, FrameRecord):
             return NotImplemented
-        return (
-            self.camera_id == other.camera_id
-            and self.captured_at == other.captured_at
-            and self.frame_number == other.frame_number
-            and self.width == other.width
-            and self.height == other.height
-            and self.motion_score == other.motion_score
-            and self.brightness == other.brightness
-            and self.detections == other.detections
-            and self.metadata == other.metadata
-        )
+        return _compared_values(self) == _compared_values(other)
 
     def __hash__(self) -> int:
         return hash((self.camera_id, self.captured_at, self.frame_number))
@@ -640,17 +630,27 @@ class _StoredFrameRecord(FrameRecord):
             return jsonb
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuilt_frame, tuple(getter(self) for getter in _FIELD_GETTERS))
+        return (_rebuilt_frame, _field_values(self))
 
     def __repr__(self) -> str:
-        return "FrameRecord" + super().__repr__()[len(type(self).__qualname__) :]
+        return _repr_as(FrameRecord, self, super().__repr__())
 
 
 _get_stored_detections, _set_stored_detections = _slot_access(
     _StoredFrameRecord, "_stored_detections"
 )
 _get_stored_metadata, _set_stored_metadata = _slot_access(_StoredFrameRecord, "_stored_metadata")
-_FIELD_GETTERS: Final = tuple(attrgetter(field.name) for field in attrs.fields(FrameRecord))
+_field_values: Final = attrgetter(*(field.name for field in attrs.fields(FrameRecord)))
+_compared_values: Final = attrgetter(
+    *(field.name for field in attrs.fields(FrameRecord) if field.eq)
+)
+
+
+def _repr_as(base: type[Any], instance: object, text: str) -> str:
+    """``text``, the attrs repr of ``instance`` (of a private subclass),
+    named as the public class ``base``: it prints as a ``base`` with the
+    same fields."""
+    return base.__qualname__ + text[len(type(instance).__qualname__) :]
 
 
 def _rebuilt_frame(*values: Any) -> FrameRecord:
