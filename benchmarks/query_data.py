@@ -129,6 +129,7 @@ def ensure_dataset(admin_dsn: str, say: object = print) -> tuple[str, datetime]:
                 "SELECT value::timestamptz FROM framemeta_config WHERE key = 'bench_dataset_end'"
             ).fetchone()
         if row is not None:
+            migrate(dsn)  # a dataset built before a later migration gets it
             return dsn, row[0]
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {DATASET} WITH (FORCE)")

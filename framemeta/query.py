@@ -601,12 +601,15 @@ def _camera(row: tuple[Any, ...]) -> CameraInfo:
 
 
 # What a plan needs to know: where each level's kept data begins (its oldest
-# chunk; a continuous aggregate's materialization hypertable), the edition
-# and the motion threshold.
+# chunk; a continuous aggregate's materialization hypertable), the edition,
+# the motion threshold, and whether the level stores its minima and maxima
+# as real (continuous aggregates) or as read (migration 0005's tables).
 _COVERAGE: Final = _Statement(
     sql.SQL(
         "SELECT s.level, s.oldest, framemeta_retention(s.level), framemeta_edition(),"
-        "       (SELECT value::real FROM framemeta_config WHERE key = 'motion_threshold')"
+        "       (SELECT value::real FROM framemeta_config WHERE key = 'motion_threshold'),"
+        "       (SELECT a.atttypid = 'real'::regtype FROM pg_attribute AS a"
+        "         WHERE a.attrelid = s.relation::regclass AND a.attname = 'motion_min')"
         "  FROM ({}) AS s ORDER BY s.position"
     ).format(sql.SQL(LEVEL_STORAGE_SQL)),
     {},
@@ -614,18 +617,33 @@ _COVERAGE: Final = _Statement(
 
 _ROLLUP_COLUMNS: Final = sql.SQL(
     "camera_id, bucket, frames, first_captured_at, last_captured_at, first_frame_number,"
-    " last_frame_number, motion_frames, motion_sum, motion_min, motion_max, motion_events,"
-    " brightness_frames, brightness_sum, brightness_min, brightness_max, detections,"
+    " last_frame_number, motion_frames, motion_sum, {motion_min}, {motion_max}, motion_events,"
+    " brightness_frames, brightness_sum, {brightness_min}, {brightness_max}, detections,"
     " detections_by_label"
 )
 _REGROUPED: Final = sql.SQL(
     "camera_id, time_bucket(%(bucket)s, bucket), sum(frames)::bigint, min(first_captured_at),"
     " max(last_captured_at), min(first_frame_number), max(last_frame_number),"
-    " sum(motion_frames)::bigint, sum(motion_sum), min(motion_min), max(motion_max),"
+    " sum(motion_frames)::bigint, sum(motion_sum), {motion_min}, {motion_max},"
     " sum(motion_events)::bigint, sum(brightness_frames)::bigint, sum(brightness_sum),"
-    " min(brightness_min), max(brightness_max), sum(detections)::bigint,"
+    " {brightness_min}, {brightness_max}, sum(detections)::bigint,"
     " framemeta_sum_counts(detections_by_label)"
 )
+_EXTREMES: Final = ("motion_min", "motion_max", "brightness_min", "brightness_max")
+
+
+def _extremes(*, regroup: bool, real: bool) -> dict[str, sql.Composable]:
+    """A rollup's minima and maxima as read (``regroup``: the minimum of
+    the minima, the maximum of the maxima). A level that stores them as
+    real (a continuous aggregate) has them converted through their text,
+    so that 0.8 arrives as 0.8, not as 0.800000011920929; the Apache
+    edition's tables store them so converted (migration 0005)."""
+    values = {name: f"{name[-3:]}({name})" if regroup else name for name in _EXTREMES}
+    return {
+        name: sql.SQL(f"{value}::text::float8" if real else value) for name, value in values.items()
+    }
+
+
 # Label counts are grouped separately from the frames that have detections
 # (unnest, then count): about six times faster than a per-row jsonb aggregate.
 _FROM_RAW: Final = sql.SQL(
@@ -636,11 +654,13 @@ _FROM_RAW: Final = sql.SQL(
                min(frame_number) AS first_number, max(frame_number) AS last_number,
                count(motion_score) AS motion_frames,
                coalesce(sum(motion_score::double precision), 0) AS motion_sum,
-               min(motion_score) AS motion_min, max(motion_score) AS motion_max,
+               min(motion_score)::text::float8 AS motion_min,
+               max(motion_score)::text::float8 AS motion_max,
                count(*) FILTER (WHERE motion_score >= %(threshold)s) AS motion_events,
                count(brightness) AS brightness_frames,
                coalesce(sum(brightness::double precision), 0) AS brightness_sum,
-               min(brightness) AS brightness_min, max(brightness) AS brightness_max,
+               min(brightness)::text::float8 AS brightness_min,
+               max(brightness)::text::float8 AS brightness_max,
                coalesce(sum(detection_count), 0)::bigint AS detections
         FROM frame_metadata
         WHERE captured_at >= %(start)s AND captured_at < %(end)s{camera}
@@ -665,18 +685,16 @@ _FROM_RAW: Final = sql.SQL(
 
 
 # Every source's rows go through one projection, in StatsRow's field order:
-# binary results decode a third faster; the real (float4) minima and maxima
-# pass through their text form so that 0.8 arrives as 0.8, not as
-# 0.800000011920929; averages are divided here; label counts come as JSON
-# text for orjson (psycopg's jsonb loader costs a Python call per row).
+# binary results decode a third faster; each source gives its minima and
+# maxima as read (the real 0.8 as 0.8, `_extremes`); averages are divided
+# here; label counts come as JSON text for orjson (psycopg's jsonb loader
+# costs a Python call per row).
 _STATS_OUTER: Final = sql.SQL(
     """
     SELECT camera_id, bucket, frames, first_at, last_at, first_number, last_number,
-           motion_frames, motion_sum / nullif(motion_frames, 0),
-           motion_min::text::float8, motion_max::text::float8, motion_events,
-           brightness_frames, brightness_sum / nullif(brightness_frames, 0),
-           brightness_min::text::float8, brightness_max::text::float8, detections,
-           by_label::text
+           motion_frames, motion_sum / nullif(motion_frames, 0), motion_min, motion_max,
+           motion_events, brightness_frames, brightness_sum / nullif(brightness_frames, 0),
+           brightness_min, brightness_max, detections, by_label::text
     FROM ({}) AS stats (camera_id, bucket, frames, first_at, last_at, first_number,
                         last_number, motion_frames, motion_sum, motion_min, motion_max,
                         motion_events, brightness_frames, brightness_sum, brightness_min,
@@ -687,7 +705,7 @@ _STATS_OUTER: Final = sql.SQL(
 
 
 def _stats_statement(
-    part: PlanPart, bucket: timedelta, camera_id: str | None, threshold: float
+    part: PlanPart, bucket: timedelta, camera_id: str | None, coverage: _Coverage
 ) -> _Statement:
     camera = sql.SQL(" AND camera_id = %(camera)s") if camera_id is not None else sql.SQL("")
     params = {
@@ -695,20 +713,29 @@ def _stats_statement(
         "end": part.end,
         "bucket": bucket,
         "camera": camera_id,
-        "threshold": threshold,
+        "threshold": coverage.threshold,
     }
+    real = part.source in coverage.real_levels
     if part.source == "raw":
         query = _FROM_RAW.format(camera=camera)
     elif bucket == _WIDTHS[part.source]:
         # The level's own buckets: read them as stored, nothing to regroup.
         query = sql.SQL(
             "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{} ORDER BY 1, 2"
-        ).format(_ROLLUP_COLUMNS, sql.Identifier(_RELATIONS[part.source]), camera)
+        ).format(
+            _ROLLUP_COLUMNS.format(**_extremes(regroup=False, real=real)),
+            sql.Identifier(_RELATIONS[part.source]),
+            camera,
+        )
     else:
         query = sql.SQL(
             "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
             " GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(_REGROUPED, sql.Identifier(_RELATIONS[part.source]), camera)
+        ).format(
+            _REGROUPED.format(**_extremes(regroup=True, real=real)),
+            sql.Identifier(_RELATIONS[part.source]),
+            camera,
+        )
     return _Statement(_STATS_OUTER.format(query), params, binary=True, stream=True)
 
 
@@ -788,15 +815,20 @@ class _Coverage:
     retention: Mapping[str, timedelta | None]
     edition: str
     threshold: float
+    real_levels: frozenset[str]
+    """The rollup levels that store minima and maxima as real."""
     read_at: float
 
     @classmethod
     def from_rows(cls, rows: list[tuple[Any, ...]]) -> _Coverage:
         kept: dict[str, datetime | None] = {}
         retention: dict[str, timedelta | None] = {}
-        for level, oldest, horizon, _, _ in rows:
+        real: set[str] = set()
+        for level, oldest, horizon, _, _, stores_real in rows:
             kept[level] = oldest
             retention[level] = horizon
+            if stores_real:
+                real.add(level)
         edition, threshold = rows[0][3], rows[0][4]
         if edition == "timescale":
             # A continuous aggregate not materialised yet is computed from
@@ -804,7 +836,7 @@ class _Coverage:
             for finer, level in (("raw", "1m"), ("1m", "1h"), ("1h", "1d")):
                 if kept[level] is None:
                     kept[level] = kept[finer]
-        return cls(kept, retention, edition, float(threshold), time.monotonic())
+        return cls(kept, retention, edition, float(threshold), frozenset(real), time.monotonic())
 
 
 def _floor(moment: datetime, width: timedelta) -> datetime:
@@ -1033,10 +1065,10 @@ def _cameras_call() -> _Call[list[CameraInfo]]:
     return _Call(_cameras_statement(), lambda rows: [_camera(row) for row in rows])
 
 
-def _stats_calls(plan: StatsPlan, camera_id: str | None, threshold: float) -> list[_Statement]:
+def _stats_calls(plan: StatsPlan, camera_id: str | None, coverage: _Coverage) -> list[_Statement]:
     """One statement per part of the plan, oldest first."""
     return [
-        _stats_statement(part, plan.bucket, camera_id, threshold) for part in reversed(plan.parts)
+        _stats_statement(part, plan.bucket, camera_id, coverage) for part in reversed(plan.parts)
     ]
 
 
@@ -1303,7 +1335,7 @@ class FrameQuery:
         )
         coverage = self._current_coverage()
         plan = _make_plan(first, last, width, chosen, coverage)
-        statements = _stats_calls(plan, camera, coverage.threshold)
+        statements = _stats_calls(plan, camera, coverage)
         return _stats_rows([self._made(statement, _stats_row) for statement in statements])
 
     def plan(
@@ -1486,7 +1518,7 @@ class AsyncFrameQuery:
         )
         coverage = await self._current_coverage()
         plan = _make_plan(first, last, width, chosen, coverage)
-        statements = _stats_calls(plan, camera, coverage.threshold)
+        statements = _stats_calls(plan, camera, coverage)
         return _stats_rows([await self._made(statement, _stats_row) for statement in statements])
 
     async def plan(
