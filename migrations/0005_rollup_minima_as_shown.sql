@@ -15,13 +15,20 @@
 -- from a level that stores real, as before, so both editions answer alike.
 --
 -- The ALTERs rewrite the three tables under an exclusive lock: inserts of
--- frames (whose trigger updates the rollups) wait until they finish.
+-- frames (whose trigger updates the rollups) wait until the migration
+-- commits.
 
 DO $floats$
 BEGIN
     IF framemeta_edition() = 'timescale' THEN
         RETURN;  -- continuous aggregates: unchanged (see above)
     END IF;
+    -- No insert may start until this migration commits: a trigger that
+    -- started before the functions below are replaced would run its old
+    -- body against the new columns once the ALTERs release them, and store
+    -- 0.800000011920929. Inserts already running finish first (the same
+    -- lock order as theirs: frame_metadata, then the rollups).
+    LOCK TABLE frame_metadata IN SHARE ROW EXCLUSIVE MODE;
     -- real -> text gives the shortest exact digits when this is above 0
     -- (the default, 1); a server or role configured otherwise would round.
     PERFORM set_config('extra_float_digits', '1', true);
