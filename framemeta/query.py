@@ -1112,7 +1112,10 @@ def configure_connection(conn: psycopg.Connection[Any]) -> None:
     to convert; pgbouncer keeps the setting per client), and
     ``extra_float_digits`` at its default, 1, whatever a role or database
     set (`stats` convert `real` minima and maxima through their shortest
-    text; with 0 they would be rounded to 6 digits)."""
+    text; with 0 they would be rounded to 6 digits). Through pgbouncer in
+    transaction mode that setting holds only where pgbouncer tracks it
+    (``track_extra_parameters``); the server's default, 1, applies
+    elsewhere."""
     set_json_loads(orjson.loads, conn)
     conn.execute(_SESSION)
 
