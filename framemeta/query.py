@@ -823,12 +823,10 @@ class _Coverage:
     def from_rows(cls, rows: list[tuple[Any, ...]]) -> _Coverage:
         kept: dict[str, datetime | None] = {}
         retention: dict[str, timedelta | None] = {}
-        real: set[str] = set()
-        for level, oldest, horizon, _, _, stores_real in rows:
+        for level, oldest, horizon, *_ in rows:
             kept[level] = oldest
             retention[level] = horizon
-            if stores_real:
-                real.add(level)
+        real = frozenset(row[0] for row in rows if row[5])
         edition, threshold = rows[0][3], rows[0][4]
         if edition == "timescale":
             # A continuous aggregate not materialised yet is computed from
@@ -836,7 +834,7 @@ class _Coverage:
             for finer, level in (("raw", "1m"), ("1m", "1h"), ("1h", "1d")):
                 if kept[level] is None:
                     kept[level] = kept[finer]
-        return cls(kept, retention, edition, float(threshold), frozenset(real), time.monotonic())
+        return cls(kept, retention, edition, float(threshold), real, time.monotonic())
 
 
 def _floor(moment: datetime, width: timedelta) -> datetime:
