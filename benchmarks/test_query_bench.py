@@ -35,6 +35,9 @@ pytestmark = pytest.mark.timeout(1800)
 QUERY_RESULTS: dict[str, tuple[float, float, float | None]] = {}
 """p50 and p99 in ms, and the target p99, per benchmark."""
 STREAM_RATIOS: dict[str, float] = {}
+ROUND_TRIPS: dict[str, tuple[float, float]] = {}
+"""p50 and p99 in ms of a bare ``SELECT 1`` timed between the calls of each
+benchmark: in that phase of the machine, no call can be faster."""
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +62,29 @@ def query(week: tuple[str, datetime]) -> Iterator[FrameQuery]:
         gc.unfreeze()
 
 
+@attrs.frozen
+class Beside:
+    """What each query benchmark times between its calls, on a connection
+    of its own (not framemeta's code)."""
+
+    gate: Callable[[], object]
+    """The regression gate's reference: the gate judges a benchmark by how
+    it moved relative to this, measured at the same time
+    (benchmarks/gate.py)."""
+    conn: psycopg.Connection[Any]
+    """For the floors: a prepared ``SELECT 1`` (the round trip) and, where
+    a benchmark gives one, the same rows received by libpq alone."""
+
+    def round_trip(self) -> None:
+        """A round trip that does no work: no call can be faster."""
+        self.conn.execute("SELECT 1", prepare=True).fetchall()
+
+
 @pytest.fixture(scope="module")
-def reference(week: tuple[str, datetime]) -> Iterator[Callable[[], object]]:
-    """A bare psycopg query on a connection of its own, not framemeta's
-    code, called between the rounds of each query benchmark: the regression
-    gate judges a benchmark by how it moved relative to this, measured at
-    the same time (benchmarks/gate.py)."""
+def reference(week: tuple[str, datetime]) -> Iterator[Beside]:
+    """The workloads timed beside each query benchmark (`Beside`)."""
     with psycopg.connect(week[0], autocommit=True) as conn:
-
-        def call() -> object:
-            return conn.execute(_REFERENCE_SQL).fetchall()
-
-        yield call
+        yield Beside(lambda: conn.execute(_REFERENCE_SQL).fetchall(), conn)
 
 
 _REFERENCE_SQL = (
@@ -109,13 +123,18 @@ def _moment(rng: random.Random, end: datetime, margin: timedelta) -> datetime:
 
 def _measure(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     name: str,
     call: Callable[[random.Random], Any],
     target_ms: float | None,
     rounds: int = CALLS,
     warmup: int = 30,
+    floor: Callable[[random.Random], object] | None = None,
 ) -> None:
+    """Time ``rounds`` calls of ``call``; between two calls, time the
+    gate's reference, a round trip and ``floor`` (the same rows received by
+    libpq alone, varied by a random stream of its own), all recorded in the
+    summary."""
     rng = random.Random(name)
     # Warm: psycopg prepares a statement at its 6th execution, and the
     # server plans the first 5 executions of a prepared statement for their
@@ -123,11 +142,17 @@ def _measure(
     # slower first calls made up the measured p99 of the cheap lookups.
     for _ in range(warmup):
         call(rng)
-        reference()
-    timed = Reference(reference)
+        reference.gate()
+    timed = Reference(reference.gate)
+    round_trip = Reference(reference.round_trip)
+    floor_rng = random.Random(name)
+    floored = Reference(lambda: floor(floor_rng)) if floor is not None else None
 
     def setup() -> tuple[tuple[random.Random], dict[str, Any]]:
         timed()
+        round_trip()
+        if floored is not None:
+            floored()
         return (rng,), {}
 
     benchmark.pedantic(call, setup=setup, rounds=rounds, iterations=1)  # type: ignore[no-untyped-call]
@@ -138,15 +163,21 @@ def _measure(
         # 0.52x, the benchmark itself at 0.86x.
         timed.record(benchmark)
     assert benchmark.stats is not None
-    data = sorted(benchmark.stats.stats.data)
-    p50 = data[len(data) // 2] * 1000
-    p99 = data[min(len(data) - 1, int(len(data) * 0.99))] * 1000
-    QUERY_RESULTS[name] = (p50, p99, target_ms)
+    QUERY_RESULTS[name] = (*_p50_p99(benchmark.stats.stats.data), target_ms)
+    ROUND_TRIPS[name] = _p50_p99(round_trip.times)
+    if floored is not None:
+        QUERY_RESULTS[f"{name}, libpq alone"] = (*_p50_p99(floored.times), None)
+
+
+def _p50_p99(times: Iterable[float]) -> tuple[float, float]:
+    """The median and the 99th percentile of durations in seconds, in ms."""
+    data = sorted(times)
+    return data[len(data) // 2] * 1000, data[min(len(data) - 1, int(len(data) * 0.99))] * 1000
 
 
 def test_get(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -164,21 +195,17 @@ def test_get(
     _measure(benchmark, reference, "get", call, 1.0)
 
 
-def test_latest(
-    benchmark: BenchmarkFixture, reference: Callable[[], object], query: FrameQuery
-) -> None:
+def test_latest(benchmark: BenchmarkFixture, reference: Beside, query: FrameQuery) -> None:
     _measure(benchmark, reference, "latest", lambda rng: query.latest(_camera(rng)), 1.0)
 
 
-def test_latest_all(
-    benchmark: BenchmarkFixture, reference: Callable[[], object], query: FrameQuery
-) -> None:
+def test_latest_all(benchmark: BenchmarkFixture, reference: Beside, query: FrameQuery) -> None:
     _measure(benchmark, reference, "latest_all", lambda rng: query.latest_all(), 5.0)
 
 
 def test_frames_of_a_camera_minute(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -192,7 +219,7 @@ def test_frames_of_a_camera_minute(
 @pytest.mark.parametrize("read", _READS)
 def test_motion_events_of_a_camera_hour(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
     read: str,
@@ -211,7 +238,7 @@ def test_motion_events_of_a_camera_hour(
 
 def test_search_a_camera_hour(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -232,7 +259,7 @@ def test_search_a_camera_hour(
 
 def test_search_a_day_of_every_camera(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -243,15 +270,13 @@ def test_search_a_day_of_every_camera(
     _measure(benchmark, reference, "search, a day of all cameras (limit 100)", call, 5.0)
 
 
-def test_cameras(
-    benchmark: BenchmarkFixture, reference: Callable[[], object], query: FrameQuery
-) -> None:
+def test_cameras(benchmark: BenchmarkFixture, reference: Beside, query: FrameQuery) -> None:
     _measure(benchmark, reference, "cameras", lambda rng: query.cameras(), 5.0)
 
 
 def test_stats_of_a_camera_day_by_hour(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -266,7 +291,7 @@ def test_stats_of_a_camera_day_by_hour(
 
 def test_stats_of_a_camera_year_by_day(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -281,31 +306,60 @@ def test_stats_of_a_camera_year_by_day(
     _measure(benchmark, reference, "stats, a camera-year by day", call, 5.0)
 
 
+def _week(end: datetime, hours: int) -> tuple[datetime, datetime]:
+    """A week of the dataset ending ``hours`` before its end."""
+    shift = timedelta(hours=hours)
+    return end - timedelta(days=DAYS) - shift, end - shift
+
+
 def _week_of_stats(query: FrameQuery, end: datetime, rng: random.Random) -> list[StatsRow]:
-    shift = timedelta(hours=rng.randrange(24))
-    rows = query.stats(end - timedelta(days=DAYS) - shift, end - shift, bucket=timedelta(hours=1))
+    rows = query.stats(*_week(end, rng.randrange(24)), bucket=timedelta(hours=1))
     assert len(rows) >= CAMERAS * (DAYS * 24 - 23)  # the shift leaves the last hours out
     return rows
 
 
 def test_stats_of_a_week_of_every_camera_by_hour(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
+    """Beside it, the floor: the statement the API sends for the same week,
+    its rows received whole and in binary by libpq, and left undecoded (no
+    Python touches them). It is what the server and the wire cost."""
+    from framemeta.query import _stats_calls  # the API's own statement
+
+    coverage = query._current_coverage()
+    texts = []
+    for hours in range(24):
+        start, end = _week(week[1], hours)
+        [statement] = _stats_calls(
+            query.plan(start, end, bucket=timedelta(hours=1)), None, coverage
+        )
+        texts.append(
+            psycopg.ClientCursor(reference.conn)
+            .mogrify(statement.query.as_string(reference.conn), statement.params)
+            .encode()
+        )
+    pgconn = reference.conn.pgconn
+
+    def libpq_alone(rng: random.Random) -> None:
+        result = pgconn.exec_params(texts[rng.randrange(24)], None, result_format=1)
+        assert result.ntuples >= CAMERAS * (DAYS * 24 - 23)
+
     _measure(
         benchmark,
         reference,
         "stats, a week of all cameras by hour (1h)",
         lambda rng: _week_of_stats(query, week[1], rng),
         15.0,
+        floor=libpq_alone,
     )
 
 
 def test_stats_of_a_week_of_every_camera_by_hour_every_field_read(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -322,7 +376,7 @@ def test_stats_of_a_week_of_every_camera_by_hour_every_field_read(
 
 def test_stats_of_a_week_of_every_camera_by_hour_from_raw(
     benchmark: BenchmarkFixture,
-    reference: Callable[[], object],
+    reference: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -429,13 +483,18 @@ def test_motion_events_of_an_hour_beside_a_bare_fetch(
 
 
 def pytest_terminal_summary_lines() -> list[str]:
-    """The p50/p99 table and the streaming ratios, for the session summary."""
+    """The p50/p99 table and the streaming ratios, for the session summary.
+    Each call's line ends with the round trip (``SELECT 1``) timed between
+    its calls: the floor of that phase of the machine."""
     lines = []
     for name, (p50, p99, target) in QUERY_RESULTS.items():
         verdict = "" if target is None else (
             f"  target p99 <= {target:g} ms: {'met' if p99 <= target else 'MISSED'}"
         )  # fmt: skip
-        lines.append(f"{name:<50} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms{verdict}")
+        floor = ""
+        if name in ROUND_TRIPS:
+            floor = "  round trip {:.2f} / {:.2f}".format(*ROUND_TRIPS[name])
+        lines.append(f"{name:<50} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms{floor}{verdict}")
     for name, ratio in STREAM_RATIOS.items():
         verdict = "met" if ratio <= 1.5 else "MISSED"
         lines.append(f"{name:<50} typed / bare fetchall {ratio:.2f}x  target <= 1.5x: {verdict}")
