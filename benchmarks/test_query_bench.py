@@ -2,7 +2,9 @@
 shared buffers first: p50 and p99 of 1,000 varied calls of each method from
 a warm pool, and for calls that stream thousands of rows the time to the
 last typed record beside a bare psycopg ``fetchall()`` of the same rows as
-tuples, in the same run.
+tuples, in the same run. Between the calls, the floors are timed too: a
+``SELECT 1`` round trip beside every call, and the week of hourly stats
+received by libpq alone (`Beside`).
 
 Targets (README, "Measured"): p99 <= 5 ms for calls returning a few
 hundred rows, <= 1 ms for get/latest, <= 15 ms for a week of hourly stats of
