@@ -602,18 +602,57 @@ def _camera(row: tuple[Any, ...]) -> CameraInfo:
 
 # What a plan needs to know: where each level's kept data begins (its oldest
 # chunk; a continuous aggregate's materialization hypertable), the edition,
-# the motion threshold, and whether the level stores its minima and maxima
-# as real (continuous aggregates) or as read (migration 0005's tables).
+# the motion threshold, whether the level stores its minima and maxima as
+# real (continuous aggregates) or as read (migration 0005's tables), and
+# where the level's rows are stored (the daily level's: `_lost_statement`).
 _COVERAGE: Final = _Statement(
     sql.SQL(
         "SELECT s.level, s.oldest, framemeta_retention(s.level), framemeta_edition(),"
         "       (SELECT value::real FROM framemeta_config WHERE key = 'motion_threshold'),"
         "       (SELECT a.atttypid = 'real'::regtype FROM pg_attribute AS a"
-        "         WHERE a.attrelid = s.relation::regclass AND a.attname = 'motion_min')"
+        "         WHERE a.attrelid = s.relation::regclass AND a.attname = 'motion_min'),"
+        "       s.storage_schema, s.storage_table"
         "  FROM ({}) AS s ORDER BY s.position"
     ).format(sql.SQL(LEVEL_STORAGE_SQL)),
     {},
 )
+
+
+def _lost_statement(rows: list[tuple[Any, ...]]) -> _Statement | None:
+    """For each level whose oldest chunk begins after its retention horizon
+    (``rows``: `_COVERAGE`'s), the newest frame the daily rollup counts
+    between the two: a frame the level lost, though its retention would
+    keep it (chunks dropped by hand, or by a shorter retention than the one
+    configured now). None when no level's oldest chunk begins so late
+    (retention has run), or in a young database, where the rollup has no
+    day before it (every level's chunks begin at a midnight). It reads the
+    newest such day from the rollup's own storage (a continuous
+    aggregate's materialization hypertable, not its real-time view), by
+    its bucket index (migration 0006 on the Apache edition)."""
+    now = datetime.now(UTC)
+    asked = [
+        (level, oldest, now - horizon)
+        for level, oldest, horizon, *_ in rows
+        if oldest is not None and horizon is not None and oldest > now - horizon
+    ]
+    if not asked:
+        return None
+    daily = next(row for row in rows if row[0] == "1d")
+    query = sql.SQL(
+        """
+        SELECT c.level,
+               (SELECT max(d.last_captured_at) FROM {daily} AS d
+                 WHERE d.bucket = (SELECT max(n.bucket) FROM {daily} AS n
+                                    WHERE n.bucket < c.oldest
+                                      AND n.bucket > c.since - interval '1 day')
+                   AND d.last_captured_at >= c.since)
+          FROM unnest(%(levels)s::text[], %(oldest)s::timestamptz[], %(since)s::timestamptz[])
+               AS c (level, oldest, since)
+        """
+    ).format(daily=sql.Identifier(daily[6], daily[7]))
+    levels, oldest, since = (list(column) for column in zip(*asked, strict=True))
+    return _Statement(query, {"levels": levels, "oldest": oldest, "since": since})
+
 
 _ROLLUP_COLUMNS: Final = sql.SQL(
     "camera_id, bucket, frames, first_captured_at, last_captured_at, first_frame_number,"
@@ -817,16 +856,23 @@ class _Coverage:
     threshold: float
     real_levels: frozenset[str]
     """The rollup levels that store minima and maxima as real."""
+    lost: Mapping[str, datetime | None]
+    """Per level, the newest frame the daily rollup counts between the
+    level's retention horizon and its oldest chunk: a frame the level no
+    longer holds, though its retention would keep it (None: none;
+    `_lost_statement`)."""
     read_at: float
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[Any, ...]]) -> _Coverage:
+    def from_rows(cls, rows: list[tuple[Any, ...]], lost_rows: list[tuple[Any, ...]]) -> _Coverage:
+        """From `_COVERAGE`'s rows and `_lost_statement`'s (if any)."""
         kept: dict[str, datetime | None] = {}
         retention: dict[str, timedelta | None] = {}
         for level, oldest, horizon, *_ in rows:
             kept[level] = oldest
             retention[level] = horizon
         real = frozenset(row[0] for row in rows if row[5])
+        lost = dict(lost_rows)
         edition, threshold = rows[0][3], rows[0][4]
         if edition == "timescale":
             # A continuous aggregate not materialised yet is computed from
@@ -834,7 +880,7 @@ class _Coverage:
             for finer, level in (("raw", "1m"), ("1m", "1h"), ("1h", "1d")):
                 if kept[level] is None:
                     kept[level] = kept[finer]
-        return cls(kept, retention, edition, float(threshold), real, time.monotonic())
+        return cls(kept, retention, edition, float(threshold), real, lost, time.monotonic())
 
 
 def _floor(moment: datetime, width: timedelta) -> datetime:
@@ -847,7 +893,7 @@ def _ceil(moment: datetime, width: timedelta) -> datetime:
 
 
 def _complete_from(
-    oldest_chunk: datetime, horizon: timedelta | None, now: datetime
+    oldest_chunk: datetime, horizon: timedelta | None, now: datetime, lost: datetime | None
 ) -> datetime | None:
     """Where a level's data is whole (None: for all time). Retention drops
     whole chunks that end before ``now - horizon``; data after that was
@@ -855,10 +901,14 @@ def _complete_from(
     none before it. Its oldest chunk's start alone would cut the bucket
     that straddles it (a 7-minute bucket across the midnight where a fresh
     database's first raw chunk begins) from the answer, where every other
-    level still counts its frames. Assumes chunks are dropped only by the
-    retention configured now."""
+    level still counts its frames. Unless the daily rollup counts frames
+    there that the level no longer holds (``lost``, the newest of them:
+    chunks dropped by hand, or by a shorter retention than the one
+    configured now): then the level is whole only after that frame."""
     if horizon is None:
         return None
+    if lost is not None:
+        return lost + timedelta(microseconds=1)
     return min(oldest_chunk, now - horizon)
 
 
@@ -899,14 +949,17 @@ def _make_plan(
             break
         kept = coverage.kept_from[level]
         assert kept is not None
-        complete = _complete_from(kept, coverage.retention.get(level), now)
+        horizon = coverage.retention.get(level)
+        lost = coverage.lost.get(level)
+        complete = _complete_from(kept, horizon, now, lost)
         kept_start = first if complete is None else max(first, _ceil(complete, bucket))
         if kept_start >= remaining_end:
             continue
         parts.append(PlanPart(level, kept_start, remaining_end))
         if kept_start > first:
-            horizon = coverage.retention.get(level)
             kept_text = f"kept {_show_width(horizon)}" if horizon else "its oldest chunk"
+            if lost is not None:  # before its horizon: dropped otherwise
+                kept_text = f"{kept_text}, but its frames up to {_show(lost)} were dropped"
             reasons.append(f"{level} keeps data from {_show(kept_start)} on ({kept_text})")
         remaining_end = kept_start
     if remaining_end > first:
@@ -1361,7 +1414,11 @@ class FrameQuery:
     def _current_coverage(self) -> _Coverage:
         coverage = self._coverage
         if coverage is None or time.monotonic() - coverage.read_at > _COVERAGE_TTL_S:
-            coverage = self._coverage = _Coverage.from_rows(self._rows(_COVERAGE))
+            rows = self._rows(_COVERAGE)
+            lost = _lost_statement(rows)
+            coverage = self._coverage = _Coverage.from_rows(
+                rows, self._rows(lost) if lost is not None else []
+            )
         return coverage
 
 
@@ -1544,7 +1601,11 @@ class AsyncFrameQuery:
     async def _current_coverage(self) -> _Coverage:
         coverage = self._coverage
         if coverage is None or time.monotonic() - coverage.read_at > _COVERAGE_TTL_S:
-            coverage = self._coverage = _Coverage.from_rows(await self._rows(_COVERAGE))
+            rows = await self._rows(_COVERAGE)
+            lost = _lost_statement(rows)
+            coverage = self._coverage = _Coverage.from_rows(
+                rows, await self._rows(lost) if lost is not None else []
+            )
         return coverage
 
 

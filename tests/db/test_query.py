@@ -662,6 +662,72 @@ def test_plan_names_the_source_and_what_retention_dropped(db_dsn: str) -> None:
     assert day.missing == ()
 
 
+def test_plan_lists_raw_frames_dropped_before_their_horizon_as_missing(db_dsn: str) -> None:
+    """Raw chunks dropped by hand (or by a shorter retention than the one
+    configured now) end after the horizon: the daily rollup still counts
+    their frames, so raw is not taken as whole there, and the rollups still
+    answer for them."""
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        times = [
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
+                " SELECT 'cam-1', now() - make_interval(days => d), d"
+                " FROM generate_series(0, 6) AS d RETURNING captured_at"
+            )
+        ]
+        refresh_rollups(db_dsn)
+        conn.execute(
+            "SELECT drop_chunks('frame_metadata', older_than => now() - interval '3 days')"
+        )
+        kept = [row[0] for row in conn.execute("SELECT captured_at FROM frame_metadata")]
+    times.sort(reverse=True)
+    assert sorted(kept, reverse=True) == times[:4]  # 3 days ago and since
+    start, now = times[-1] - timedelta(hours=12), datetime.now(UTC)
+
+    with FrameQuery(db_dsn) as query:
+        seconds = query.plan(start, now, bucket=timedelta(seconds=10))
+        raw = query.stats(start, now, bucket=timedelta(seconds=10))
+        minutes = query.stats(start, now, bucket=timedelta(minutes=1))
+
+    async def planned() -> Any:
+        async with AsyncFrameQuery(db_dsn) as aquery:
+            return await aquery.plan(start, now, bucket=timedelta(seconds=10))
+
+    assert asyncio.run(planned()) == seconds
+    [(first, end)] = seconds.missing
+    assert first == seconds.start
+    assert times[4] < end <= times[3]  # after the newest frame dropped
+    assert [part.source for part in seconds.parts] == ["raw"]
+    assert seconds.parts[0].start == end
+    assert "were dropped" in str(seconds)
+    assert sum(row.frames for row in raw) == 4
+    assert sum(row.frames for row in minutes) == 7  # the 1m level kept them
+
+
+def test_a_camera_silent_for_longer_than_raw_retention_leaves_nothing_missing(
+    db_dsn: str,
+) -> None:
+    """Retention dropped the chunk of a frame 20 days old; nothing was
+    written in the week since, so raw is whole over that week: its oldest
+    chunk begins later only because it had nothing before."""
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
+            " VALUES ('cam-1', now() - interval '20 days', 0), ('cam-1', now(), 1)"
+        )
+        refresh_rollups(db_dsn)
+        conn.execute("SELECT framemeta_apply_retention()")
+        assert conn.execute("SELECT count(*) FROM frame_metadata").fetchone() == (1,)
+    now = datetime.now(UTC)
+
+    with FrameQuery(db_dsn) as query:
+        plan = query.plan(now - timedelta(days=6), now, bucket=timedelta(seconds=10))
+
+    assert plan.missing == ()
+    assert [part.source for part in plan.parts] == ["raw"]
+
+
 # -- arguments ----------------------------------------------------------------
 
 
@@ -773,8 +839,9 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
         )
         admin.execute("DROP ROLE IF EXISTS leak_reader")
         admin.execute("CREATE ROLE leak_reader LOGIN IN ROLE framemeta_reader")
-        admin.execute("REVOKE SELECT ON frame_stats_1d FROM framemeta_reader")  # cameras() fails
-        admin.execute("REVOKE SELECT ON frame_stats_1h FROM framemeta_reader")  # hourly stats fail
+        # cameras() and every stats() fail: in a database younger than its
+        # retention, a plan asks the daily rollup whether frames were dropped.
+        admin.execute("REVOKE SELECT ON frame_stats_1d FROM framemeta_reader")
     reader = make_conninfo(db_dsn, user="leak_reader")
     failures = 0
     try:
@@ -804,7 +871,7 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
                 row = admin.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE usename = 'leak_reader'"
                 ).fetchone()
-        assert failures == 1667 + 1666  # cameras(), hourly stats
+        assert failures == 1667 + 1666 + 1666  # cameras(), stats by minute and by hour
         assert out == 0
         assert baseline["pool_size"] <= size <= 3
         assert row is not None
