@@ -623,12 +623,15 @@ def _lost_statement(rows: list[tuple[Any, ...]]) -> _Statement | None:
     (``rows``: `_COVERAGE`'s), the newest frame the daily rollup counts
     between the two: a frame the level lost, though its retention would
     keep it (chunks dropped by hand, or by a shorter retention than the one
-    configured now). None when no level's oldest chunk begins so late
-    (retention has run), or in a young database, where the rollup has no
-    day before it (every level's chunks begin at a midnight). It reads the
-    newest such day from the rollup's own storage (a continuous
-    aggregate's materialization hypertable, not its real-time view), by
-    its bucket index (migration 0006 on the Apache edition)."""
+    configured now). None, nothing to ask, when every level's oldest chunk
+    begins at or before its horizon (retention has run there). In a
+    database younger than a horizon it is asked and finds nothing: the
+    rollup has no day before the level's first chunk (every level's chunks
+    begin at a midnight). It reads the newest such day from the rollup's
+    own storage (a continuous aggregate's materialization hypertable, not
+    its real-time view, which would aggregate raw frames past the
+    watermark), by its bucket index (migration 0006 on the Apache
+    edition)."""
     now = datetime.now(UTC)
     asked = [
         (level, oldest, now - horizon)
