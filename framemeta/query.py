@@ -166,7 +166,8 @@ class StatsPlan:
 
     ``start`` and ``end`` are the asked range widened to whole buckets;
     ``parts`` cover it newest first; ``missing`` is what no usable source
-    keeps any more (dropped by retention).
+    keeps any more (dropped by retention, or chunks dropped otherwise whose
+    frames the daily rollup still counts).
     """
 
     start: datetime
