@@ -83,7 +83,7 @@ class Beside:
 
 
 @pytest.fixture(scope="module")
-def reference(week: tuple[str, datetime]) -> Iterator[Beside]:
+def beside(week: tuple[str, datetime]) -> Iterator[Beside]:
     """The workloads timed beside each query benchmark (`Beside`)."""
     with psycopg.connect(week[0], autocommit=True) as conn:
         yield Beside(lambda: conn.execute(_REFERENCE_SQL).fetchall(), conn)
@@ -125,7 +125,7 @@ def _moment(rng: random.Random, end: datetime, margin: timedelta) -> datetime:
 
 def _measure(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     name: str,
     call: Callable[[random.Random], Any],
     target_ms: float | None,
@@ -144,9 +144,9 @@ def _measure(
     # slower first calls made up the measured p99 of the cheap lookups.
     for _ in range(warmup):
         call(rng)
-        reference.gate()
-    timed = Reference(reference.gate)
-    round_trip = Reference(reference.round_trip)
+        beside.gate()
+    timed = Reference(beside.gate)
+    round_trip = Reference(beside.round_trip)
     floor_rng = random.Random(name)
     floored = Reference(lambda: floor(floor_rng)) if floor is not None else None
 
@@ -179,7 +179,7 @@ def _p50_p99(times: Iterable[float]) -> tuple[float, float]:
 
 def test_get(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -194,20 +194,20 @@ def test_get(
         assert found is not None
         return found
 
-    _measure(benchmark, reference, "get", call, 1.0)
+    _measure(benchmark, beside, "get", call, 1.0)
 
 
-def test_latest(benchmark: BenchmarkFixture, reference: Beside, query: FrameQuery) -> None:
-    _measure(benchmark, reference, "latest", lambda rng: query.latest(_camera(rng)), 1.0)
+def test_latest(benchmark: BenchmarkFixture, beside: Beside, query: FrameQuery) -> None:
+    _measure(benchmark, beside, "latest", lambda rng: query.latest(_camera(rng)), 1.0)
 
 
-def test_latest_all(benchmark: BenchmarkFixture, reference: Beside, query: FrameQuery) -> None:
-    _measure(benchmark, reference, "latest_all", lambda rng: query.latest_all(), 5.0)
+def test_latest_all(benchmark: BenchmarkFixture, beside: Beside, query: FrameQuery) -> None:
+    _measure(benchmark, beside, "latest_all", lambda rng: query.latest_all(), 5.0)
 
 
 def test_frames_of_a_camera_minute(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -215,13 +215,13 @@ def test_frames_of_a_camera_minute(
         start = _moment(rng, week[1], timedelta(minutes=1))
         return list(query.frames(_camera(rng), start, start + timedelta(minutes=1)))
 
-    _measure(benchmark, reference, "frames, a camera-minute", call, 5.0)
+    _measure(benchmark, beside, "frames, a camera-minute", call, 5.0)
 
 
 @pytest.mark.parametrize("read", _READS)
 def test_motion_events_of_a_camera_hour(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
     read: str,
@@ -235,12 +235,12 @@ def test_motion_events_of_a_camera_hour(
     # The target is for the records (typed, detections and metadata decoded
     # when first read); the full cost of reading them is shown beside it.
     target = 5.0 if read == "records" else None
-    _measure(benchmark, reference, f"motion_events, a camera-hour, {read}", call, target)
+    _measure(benchmark, beside, f"motion_events, a camera-hour, {read}", call, target)
 
 
 def test_search_a_camera_hour(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -256,12 +256,12 @@ def test_search_a_camera_hour(
             camera_id=f"cam-{camera:02d}",
         )
 
-    _measure(benchmark, reference, "search, a camera-hour", call, 5.0)
+    _measure(benchmark, beside, "search, a camera-hour", call, 5.0)
 
 
 def test_search_a_day_of_every_camera(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -269,16 +269,16 @@ def test_search_a_day_of_every_camera(
         start = _moment(rng, week[1], timedelta(days=1))
         return query.search({"zone": "lobby"}, start, start + timedelta(days=1), limit=100)
 
-    _measure(benchmark, reference, "search, a day of all cameras (limit 100)", call, 5.0)
+    _measure(benchmark, beside, "search, a day of all cameras (limit 100)", call, 5.0)
 
 
-def test_cameras(benchmark: BenchmarkFixture, reference: Beside, query: FrameQuery) -> None:
-    _measure(benchmark, reference, "cameras", lambda rng: query.cameras(), 5.0)
+def test_cameras(benchmark: BenchmarkFixture, beside: Beside, query: FrameQuery) -> None:
+    _measure(benchmark, beside, "cameras", lambda rng: query.cameras(), 5.0)
 
 
 def test_stats_of_a_camera_day_by_hour(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -288,12 +288,12 @@ def test_stats_of_a_camera_day_by_hour(
             start, start + timedelta(days=1), camera_id=_camera(rng), bucket=timedelta(hours=1)
         )
 
-    _measure(benchmark, reference, "stats, a camera-day by hour", call, 5.0)
+    _measure(benchmark, beside, "stats, a camera-day by hour", call, 5.0)
 
 
 def test_stats_of_a_camera_year_by_day(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -305,7 +305,7 @@ def test_stats_of_a_camera_year_by_day(
             bucket=timedelta(days=1),
         )
 
-    _measure(benchmark, reference, "stats, a camera-year by day", call, 5.0)
+    _measure(benchmark, beside, "stats, a camera-year by day", call, 5.0)
 
 
 def _week(end: datetime, hours: int) -> tuple[datetime, datetime]:
@@ -322,7 +322,7 @@ def _week_of_stats(query: FrameQuery, end: datetime, rng: random.Random) -> list
 
 def test_stats_of_a_week_of_every_camera_by_hour(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -339,11 +339,11 @@ def test_stats_of_a_week_of_every_camera_by_hour(
             query.plan(start, end, bucket=timedelta(hours=1)), None, coverage
         )
         texts.append(
-            psycopg.ClientCursor(reference.conn)
-            .mogrify(statement.query.as_string(reference.conn), statement.params)
+            psycopg.ClientCursor(beside.conn)
+            .mogrify(statement.query.as_string(beside.conn), statement.params)
             .encode()
         )
-    pgconn = reference.conn.pgconn
+    pgconn = beside.conn.pgconn
 
     def libpq_alone(rng: random.Random) -> None:
         result = pgconn.exec_params(texts[rng.randrange(24)], None, result_format=1)
@@ -351,7 +351,7 @@ def test_stats_of_a_week_of_every_camera_by_hour(
 
     _measure(
         benchmark,
-        reference,
+        beside,
         "stats, a week of all cameras by hour (1h)",
         lambda rng: _week_of_stats(query, week[1], rng),
         15.0,
@@ -361,7 +361,7 @@ def test_stats_of_a_week_of_every_camera_by_hour(
 
 def test_stats_of_a_week_of_every_camera_by_hour_every_field_read(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -373,12 +373,12 @@ def test_stats_of_a_week_of_every_camera_by_hour_every_field_read(
     def call(rng: random.Random) -> Any:
         return [fields(row) for row in _week_of_stats(query, week[1], rng)]
 
-    _measure(benchmark, reference, "stats, the same, every field read", call, None)
+    _measure(benchmark, beside, "stats, the same, every field read", call, None)
 
 
 def test_stats_of_a_week_of_every_camera_by_hour_from_raw(
     benchmark: BenchmarkFixture,
-    reference: Beside,
+    beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
@@ -389,7 +389,7 @@ def test_stats_of_a_week_of_every_camera_by_hour_from_raw(
 
     _measure(
         benchmark,
-        reference,
+        beside,
         "stats, the same from raw (side by side)",
         call,
         None,
