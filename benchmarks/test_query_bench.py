@@ -335,7 +335,7 @@ def test_stats_of_a_week_of_every_camera_by_hour(
     texts = []
     for hours in range(24):
         start, end = _week(week[1], hours)
-        [statement] = _stats_calls(
+        [(statement, _)] = _stats_calls(
             query.plan(start, end, bucket=timedelta(hours=1)), None, coverage
         )
         texts.append(
