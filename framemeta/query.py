@@ -925,7 +925,7 @@ class _PackedStatsRow(_ReadStatsRow):
     """A `_ReadStatsRow` read with its numbers packed (`_PACKED_READ`): it
     keeps the result row as it came, and unpacks it into its parent's
     layout when a field is first read. Building one costs what building its
-    parent does; unpacking in `_packed_stats_row` doubled the client's part
+    parent does; unpacking each row as it arrived cost 1.3 us a row, 2.6 ms
     of a week of hourly stats (README, "What the figures led to")."""
 
     __slots__ = ("_packed_row",)
