@@ -877,76 +877,85 @@ brightness frames, brightness average, minimum and maximum, detections
 _unpack_numbers: Final = _PACKED.unpack
 
 
-def _unpacked(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A row of `_PACKED_READ` (camera, bucket, the first and last frame's
-    time, `_PACKED`, label counts) in `_ReadStatsRow`'s layout."""
-    camera_id, bucket, first_at, last_at, packed, labels = row
-    if bucket.tzinfo is not UTC:  # a session not in UTC (a pool of the caller's own)
-        bucket, first_at, last_at = _utc(bucket), _utc(first_at), _utc(last_at)
-    (
-        frames,
-        first_number,
-        last_number,
-        motion_frames,
-        motion_avg,
-        motion_min,
-        motion_max,
-        motion_events,
-        brightness_frames,
-        brightness_avg,
-        brightness_min,
-        brightness_max,
-        detections,
-    ) = _unpack_numbers(packed)
-    # NaN, the only float unequal to itself, is NULL (a stored value is never NaN).
-    return (
-        camera_id,
-        bucket,
-        frames,
-        first_at,
-        last_at,
-        first_number,
-        last_number,
-        motion_frames,
-        motion_avg if motion_avg == motion_avg else None,
-        motion_min if motion_min == motion_min else None,
-        motion_max if motion_max == motion_max else None,
-        motion_events,
-        brightness_frames,
-        brightness_avg if brightness_avg == brightness_avg else None,
-        brightness_min if brightness_min == brightness_min else None,
-        brightness_max if brightness_max == brightness_max else None,
-        detections,
-        labels,
-    )
+# StatsRow's fields in `_PACKED`, and the two times beside it in a row of
+# `_PACKED_READ` (camera, bucket, first and last frame's time, `_PACKED`,
+# label counts); the camera, the bucket and the label counts sit where a
+# `_ReadStatsRow`'s row has them.
+_PACKED_FIELDS: Final = (
+    "frames",
+    "first_frame_number",
+    "last_frame_number",
+    "motion_frames",
+    "motion_avg",
+    "motion_min",
+    "motion_max",
+    "motion_events",
+    "brightness_frames",
+    "brightness_avg",
+    "brightness_min",
+    "brightness_max",
+    "detections",
+)
+_PACKED_TIMES: Final = {"first_captured_at": 2, "last_captured_at": 3}
+_packed_values: Final = attrgetter(*_PACKED_FIELDS)
 
 
 class _PackedStatsRow(_ReadStatsRow):
-    """A `_ReadStatsRow` read with its numbers packed (`_PACKED_READ`): it
-    keeps the result row as it came, and unpacks it into its parent's
-    layout when a field is first read. Building one costs what building its
-    parent does; unpacking each row as it arrived cost 1.3 us a row, 2.6 ms
-    of a week of hourly stats (README, "What the figures led to")."""
+    """A `_ReadStatsRow` read with its numbers packed: its row is
+    `_PACKED_READ`'s, and the numbers are unpacked when one of them is first
+    read (two threads reading at once may both unpack, and get equal
+    values). Building one costs what building its parent does; unpacking
+    each row as it arrived cost 1.3 us a row, 2.6 ms of a week of hourly
+    stats (README, "What the figures led to")."""
 
-    __slots__ = ("_packed_row",)
-    _packed_row: tuple[Any, ...]
+    __slots__ = ("_numbers",)
+    _numbers: tuple[Any, ...]
+    """The numbers in `_PACKED_FIELDS` order, NULLs as None."""
 
-    def __getattr__(self, name: str) -> Any:
-        # Reached only while a slot is unset: once ``_row`` is set, reads
-        # find it first and never come here.
-        if name != "_row":
-            raise AttributeError(name)
-        row = _unpacked(self._packed_row)
-        _set_row(self, row)
-        return row
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Built with values (attrs.evolve).
+        built = StatsRow(*args, **kwargs)
+        row = _stats_values(built)
+        _set_row(self, (row[0], row[1], row[3], row[4], None, row[-1]))
+        _set_numbers(self, _packed_values(built))
+        _set_labels(self, row[-1])
+
+    def _unpack(self) -> tuple[Any, ...]:
+        numbers = tuple(
+            # NaN, the only float unequal to itself, is NULL (a stored
+            # value is never NaN).
+            None if value != value else value
+            for value in _unpack_numbers(self._row[4])
+        )
+        _set_numbers(self, numbers)
+        return numbers
 
 
-_set_packed_row = _slot_access(_PackedStatsRow, "_packed_row")[1]
+_set_numbers = _slot_access(_PackedStatsRow, "_numbers")[1]
+
+
+def _packed_field(index: int) -> property:
+    def get(row: _PackedStatsRow) -> Any:
+        try:
+            return row._numbers[index]
+        except AttributeError:  # not unpacked yet
+            return row._unpack()[index]
+
+    return property(get)
+
+
+for _index, _name in enumerate(_PACKED_FIELDS):
+    setattr(_PackedStatsRow, _name, _packed_field(_index))
+for _name, _index in _PACKED_TIMES.items():
+    setattr(_PackedStatsRow, _name, _row_field(_index))
+del _index, _name
 
 
 def _packed_stats_row(row: tuple[Any, ...]) -> StatsRow:
+    if row[1].tzinfo is not UTC:  # a session not in UTC (a pool of the caller's own)
+        row = (row[0], _utc(row[1]), _utc(row[2]), _utc(row[3]), row[4], row[5])
     stats = _new(_PackedStatsRow)
-    _set_packed_row(stats, row)
+    _set_row(stats, row)
     return stats
 
 

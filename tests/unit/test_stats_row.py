@@ -182,5 +182,6 @@ def test_a_packed_row_reads_nan_as_none_and_unpacks_once() -> None:
 
     assert read == StatsRow(*row[:-1], BUILT.detections_by_label)  # type: ignore[call-arg]
     assert (read.motion_avg, read.motion_min, read.brightness_max) == (None, None, None)
-    unpacked = read._row  # type: ignore[attr-defined]
-    assert read._row is unpacked  # type: ignore[attr-defined]
+    numbers = read._numbers  # type: ignore[attr-defined]  # unpacked once, then kept
+    assert read.frames == 3600
+    assert read._numbers is numbers  # type: ignore[attr-defined]
