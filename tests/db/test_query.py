@@ -11,7 +11,7 @@ import pickle
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import psycopg
@@ -549,7 +549,12 @@ def test_stats_are_identical_whichever_source_answers(
             )
         # Packed or read column by column, a level's own buckets are equal,
         # to the last bit of every average.
-        for source, bucket in (("1m", _MINUTE), ("1h", _HOUR), ("1d", _DAY)):
+        own: tuple[tuple[Literal["1m", "1h", "1d"], timedelta], ...] = (
+            ("1m", _MINUTE),
+            ("1h", _HOUR),
+            ("1d", _DAY),
+        )
+        for source, bucket in own:
             read_packed = query.stats(start, end, bucket=bucket, resolution=source)
             query._coverage = attrs.evolve(query._current_coverage(), packed_levels=frozenset())
             assert query.stats(start, end, bucket=bucket, resolution=source) == read_packed
