@@ -733,10 +733,10 @@ _FROM_RAW: Final = sql.SQL(
 
 # Every source's rows go through one projection, in StatsRow's field order
 # (but a level's own buckets where it keeps its numbers packed,
-# `_PACKED_READ`): binary results decode a third faster; each source gives its minima and
-# maxima as read (the real 0.8 as 0.8, `_extremes`); averages are divided
-# here; label counts come as JSON text for orjson (psycopg's jsonb loader
-# costs a Python call per row).
+# `_PACKED_READ`): binary results decode a third faster; each source gives
+# its minima and maxima as read (the real 0.8 as 0.8, `_extremes`);
+# averages are divided here; label counts come as JSON text for orjson
+# (psycopg's jsonb loader costs a Python call per row).
 _STATS_OUTER: Final = sql.SQL(
     """
     SELECT camera_id, bucket, frames, first_at, last_at, first_number, last_number,

@@ -14,9 +14,10 @@
 -- field order: frames, first_frame_number, last_frame_number,
 -- motion_frames, motion average, motion_min, motion_max, motion_events,
 -- brightness_frames, brightness average, brightness_min, brightness_max,
--- detections. The averages are the sums over the frames that had the
+-- detections. An average is the sum divided by the frames that had the
 -- value; a float is NaN where the column is NULL (no frame had the value:
--- a stored score or brightness is never NaN, the SDK refuses it).
+-- a stored score or brightness is never NaN, the raw table's CHECK
+-- refuses it).
 --
 -- The community edition's continuous aggregates are unchanged: one cannot
 -- change its query without being dropped, which would drop rollups older
