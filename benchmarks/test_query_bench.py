@@ -259,6 +259,40 @@ def test_search_a_camera_hour(
     _measure(benchmark, beside, "search, a camera-hour", call, 5.0)
 
 
+@pytest.fixture(scope="module")
+def unprepared(week: tuple[str, datetime]) -> Iterator[FrameQuery]:
+    """A FrameQuery that never prepares (``prepare_threshold=None``, as
+    behind pgbouncer before 1.21): every statement is planned for its
+    values."""
+    with FrameQuery(week[0], max_size=1, prepare_threshold=None) as frame_query:
+        frame_query.latest("cam-00")
+        yield frame_query
+
+
+def test_search_a_camera_hour_of_a_common_value_unprepared(
+    benchmark: BenchmarkFixture,
+    beside: Beside,
+    unprepared: FrameQuery,
+    week: tuple[str, datetime],
+) -> None:
+    """Every frame of the camera matches: the first 100 along the key."""
+    zones = ("north-gate", "loading-bay", "lobby", "car-park")
+
+    def call(rng: random.Random) -> Any:
+        camera = rng.randrange(CAMERAS)
+        start = _moment(rng, week[1], timedelta(hours=1))
+        found = unprepared.search(
+            {"zone": zones[camera % 4]},
+            start,
+            start + timedelta(hours=1),
+            camera_id=f"cam-{camera:02d}",
+        )
+        assert len(found) == 100
+        return found
+
+    _measure(benchmark, beside, "search, a camera-hour, common value, unprepared", call, 5.0)
+
+
 def test_search_a_day_of_every_camera(
     benchmark: BenchmarkFixture,
     beside: Beside,
