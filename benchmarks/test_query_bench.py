@@ -238,23 +238,31 @@ def test_motion_events_of_a_camera_hour(
     _measure(benchmark, beside, f"motion_events, a camera-hour, {read}", call, target)
 
 
+def _search_a_camera_hour(
+    query: FrameQuery, rng: random.Random, end: datetime, *, keyframe: bool
+) -> list[FrameRecord]:
+    """A random camera-hour searched for the camera's zone (every frame
+    has it), and with ``keyframe`` for keyframes too (one frame in 30)."""
+    camera = rng.randrange(CAMERAS)
+    start = _moment(rng, end, timedelta(hours=1))
+    contains: dict[str, object] = {"zone": _ZONES[camera % 4]}
+    if keyframe:
+        contains["keyframe"] = True
+    return query.search(contains, start, start + timedelta(hours=1), camera_id=f"cam-{camera:02d}")
+
+
+_ZONES: Final = ("north-gate", "loading-bay", "lobby", "car-park")
+"""Camera c's zone is _ZONES[c % 4] (benchmarks/query_data.py)."""
+
+
 def test_search_a_camera_hour(
     benchmark: BenchmarkFixture,
     beside: Beside,
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
-    zones = ("north-gate", "loading-bay", "lobby", "car-park")
-
     def call(rng: random.Random) -> Any:
-        camera = rng.randrange(CAMERAS)
-        start = _moment(rng, week[1], timedelta(hours=1))
-        return query.search(
-            {"zone": zones[camera % 4], "keyframe": True},
-            start,
-            start + timedelta(hours=1),
-            camera_id=f"cam-{camera:02d}",
-        )
+        return _search_a_camera_hour(query, rng, week[1], keyframe=True)
 
     _measure(benchmark, beside, "search, a camera-hour", call, 5.0)
 
@@ -276,17 +284,9 @@ def test_search_a_camera_hour_of_a_common_value_unprepared(
     week: tuple[str, datetime],
 ) -> None:
     """Every frame of the camera matches: the first 100 along the key."""
-    zones = ("north-gate", "loading-bay", "lobby", "car-park")
 
     def call(rng: random.Random) -> Any:
-        camera = rng.randrange(CAMERAS)
-        start = _moment(rng, week[1], timedelta(hours=1))
-        found = unprepared.search(
-            {"zone": zones[camera % 4]},
-            start,
-            start + timedelta(hours=1),
-            camera_id=f"cam-{camera:02d}",
-        )
+        found = _search_a_camera_hour(unprepared, rng, week[1], keyframe=False)
         assert len(found) == 100
         return found
 
