@@ -860,8 +860,10 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
         )
         admin.execute("DROP ROLE IF EXISTS leak_reader")
         admin.execute("CREATE ROLE leak_reader LOGIN IN ROLE framemeta_reader")
-        # cameras() and every stats() fail: in a database younger than its
-        # retention, a plan asks the daily rollup whether frames were dropped.
+        # get(), cameras() and every stats() fail: in a database younger
+        # than its retention, reading the coverage (which get() consults for
+        # whether raw chunks may be compressed) asks the daily rollup
+        # whether frames were dropped.
         admin.execute("REVOKE SELECT ON frame_stats_1d FROM framemeta_reader")
     reader = make_conninfo(db_dsn, user="leak_reader")
     failures = 0
@@ -892,7 +894,7 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
                 row = admin.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE usename = 'leak_reader'"
                 ).fetchone()
-        assert failures == 1667 + 1666 + 1666  # cameras(), stats by minute and by hour
+        assert failures == 1667 + 1667 + 1666 + 1666  # get, cameras, stats by minute, by hour
         assert out == 0
         assert baseline["pool_size"] <= size <= 3
         assert row is not None
