@@ -1,7 +1,9 @@
 """The Query API benchmarks' dataset: 7 days of 12 cameras at 1 frame/s
 (7,257,600 frames) ending at the last full hour before it was built, with
 rollups filled. Built once with SQL on the server and kept in a database named
-for its version; later runs reuse it.
+for its version; later runs reuse it. On the community edition, the raw days
+older than a day are compressed, as a production server keeps them, and the
+database's policies are paused during measurements (`_as_kept`).
 
 The server: ``FRAMEMETA_TEST_DSN``, else a persistent embedded server in
 ``FRAMEMETA_BENCH_DIR`` (default: ``framemeta-bench`` in the system's temp
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -111,6 +114,26 @@ def prewarm(dsn: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _as_kept(conn: psycopg.Connection[Any], end: datetime) -> None:
+    """Community edition: the raw chunks that ended ``compress_after`` (1
+    day) before the dataset's end compressed, as the compression policy
+    keeps a production server's, and this database's policies paused, so
+    that no refresh or compression runs beside a measurement. Idempotent;
+    nothing on the Apache edition."""
+    if conn.execute("SELECT framemeta_edition()").fetchone() != ("timescale",):
+        return
+    conn.execute(
+        "SELECT compress_chunk(c, if_not_compressed => true)"
+        "  FROM show_chunks('frame_metadata', older_than => %s::timestamptz"
+        "       - (SELECT value::interval FROM framemeta_config WHERE key = 'compress_after')) AS c",
+        (end,),
+    )
+    conn.execute(
+        "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
+        " WHERE hypertable_schema = current_schema() AND scheduled"
+    )
+
+
 def dataset_end() -> datetime:
     """Where the dataset ends: the last full hour when it was built."""
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -130,6 +153,8 @@ def ensure_dataset(admin_dsn: str, say: object = print) -> tuple[str, datetime]:
             ).fetchone()
         if row is not None:
             migrate(dsn)  # a dataset built before a later migration gets it
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                _as_kept(conn, row[0])
             return dsn, row[0]
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {DATASET} WITH (FORCE)")
@@ -155,6 +180,7 @@ def ensure_dataset(admin_dsn: str, say: object = print) -> tuple[str, datetime]:
         if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
             for relation in ("frame_stats_1m", "frame_stats_1h", "frame_stats_1d"):
                 conn.execute(f"CALL refresh_continuous_aggregate('{relation}', NULL, NULL)")
+        _as_kept(conn, end)
         conn.execute("VACUUM ANALYZE")
         conn.execute(
             "INSERT INTO framemeta_config (key, value) VALUES ('bench_dataset_end', %s)",
