@@ -124,8 +124,8 @@ def _as_kept(conn: psycopg.Connection[Any], end: datetime) -> None:
         return
     conn.execute(
         "SELECT compress_chunk(c, if_not_compressed => true)"
-        "  FROM show_chunks('frame_metadata', older_than => %s::timestamptz"
-        "       - (SELECT value::interval FROM framemeta_config WHERE key = 'compress_after')) AS c",
+        "  FROM show_chunks('frame_metadata', older_than => %s::timestamptz - (SELECT"
+        "       value::interval FROM framemeta_config WHERE key = 'compress_after')) AS c",
         (end,),
     )
     conn.execute(
