@@ -392,6 +392,41 @@ def test_async_query_gives_the_same_answers(
     )
 
 
+def _answers(query: FrameQuery, records: list[FrameRecord]) -> tuple[Any, ...]:
+    """Every method's answer over the loaded frames' first ten minutes."""
+    start, end = START, START + timedelta(minutes=10)
+    return (
+        query.get(*records[84].key),
+        query.latest("cam-02"),
+        query.latest_all(),
+        list(query.frames("cam-01", start, end)),
+        query.motion_events(start, end),
+        query.search({"zone": "gate"}, start, end, limit=50),
+        query.search({"zone": "gate"}, start, end, camera_id="cam-03", limit=50),
+        query.cameras(),
+        query.stats(start, end, bucket=timedelta(minutes=1)),
+        query.stats(start, end, bucket=timedelta(seconds=10)),
+        str(query.plan(start, end, bucket=timedelta(minutes=1))),
+    )
+
+
+def test_the_reader_role_gets_the_same_answers(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    """The Query API needs no more than framemeta_reader's privileges,
+    catalog reads included (`get` and `stats` consult the coverage)."""
+    dsn, records = loaded
+    reader = make_conninfo(dsn, options="-c role=framemeta_reader")
+
+    with FrameQuery(reader, max_size=1) as as_reader:
+        with as_reader.pool.connection() as conn:
+            role = conn.execute("SELECT current_user").fetchone()
+        answers = _answers(as_reader, records)
+
+    assert role == ("framemeta_reader",)
+    assert answers == _answers(query, records)
+
+
 def test_a_pool_of_your_own_in_another_time_zone_gives_the_same_answers(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery
 ) -> None:
