@@ -208,7 +208,8 @@ class _Statement:
     never prepared: statistics, motion events and the pages of frames after
     the first take plain parameters (`_param`) and get plans made for their
     actual range. The others are prepared as psycopg sees fit: lookups
-    pass their values to the hypertable at run time (`_value`); searches'
+    pass their values to the hypertable at run time, through a one-row
+    join (`_GET`, `_LATEST`) or one-value subqueries (`_value`); searches'
     generic plans measured as fast as custom ones (README, "What the
     figures led to")."""
 
@@ -245,6 +246,8 @@ _VALUE_TYPES: Final = {
     "after_number": "bigint",
     "min_score": "float8",
     "page": "bigint",
+    "at": "timestamptz",
+    "number": "bigint",
 }
 
 
@@ -288,10 +291,19 @@ _GET: Final = sql.SQL(
 # planned every execution (0.25 ms of its time): a plan made for the values
 # excludes chunks when planned and so looks cheaper than the generic one.
 _GET_AT_RUN_TIME: Final = sql.SQL(
-    "SELECT {} FROM frame_metadata WHERE camera_id = (SELECT %(camera)s::text)"
-    " AND captured_at = (SELECT %(at)s::timestamptz)"
-    " AND frame_number = (SELECT %(number)s::bigint)"
-).format(_FRAME_COLUMNS)
+    "SELECT {} FROM frame_metadata WHERE camera_id = {} AND captured_at = {} AND frame_number = {}"
+).format(_FRAME_COLUMNS, _value("camera"), _value("at"), _value("number"))
+# Whether raw chunks may be compressed: compression enabled on the raw
+# hypertable (the community edition's migration enables it). Read apart
+# from `_COVERAGE`, which needs the rollups: `get` needs the raw table only.
+_COLUMNSTORE: Final = _Statement(
+    sql.SQL(
+        "SELECT EXISTS (SELECT FROM timescaledb_information.hypertables"
+        " WHERE hypertable_schema = current_schema() AND hypertable_name = 'frame_metadata'"
+        " AND compression_enabled)"
+    ),
+    {},
+)
 _LATEST: Final = sql.SQL(
     "SELECT f.* FROM (SELECT %(camera)s::text AS camera OFFSET 0) AS k"
     " CROSS JOIN LATERAL (SELECT {} FROM frame_metadata WHERE camera_id = k.camera"
@@ -302,7 +314,7 @@ _LATEST: Final = sql.SQL(
 def _get_statement(
     camera_id: str, captured_at: datetime, frame_number: int, *, columnstore: bool
 ) -> _Statement:
-    """``columnstore``: raw chunks may be compressed (`_Coverage.columnstore`)."""
+    """``columnstore``: raw chunks may be compressed (`_COLUMNSTORE`)."""
     # Int8: one prepared statement, whatever the number's size.
     return _Statement(
         _GET_AT_RUN_TIME if columnstore else _GET,
@@ -655,10 +667,7 @@ _COVERAGE: Final = _Statement(
         "         WHERE a.attrelid = s.relation::regclass AND a.attname = 'motion_min'),"
         "       s.storage_schema, s.storage_table,"
         "       EXISTS (SELECT FROM pg_attribute AS a WHERE a.attrelid = s.relation::regclass"
-        "                  AND a.attname = 'packed_numbers' AND NOT a.attisdropped),"
-        "       EXISTS (SELECT FROM timescaledb_information.hypertables AS h"
-        "                WHERE h.hypertable_schema = current_schema()"
-        "                  AND h.hypertable_name = 'frame_metadata' AND h.compression_enabled)"
+        "                  AND a.attname = 'packed_numbers' AND NOT a.attisdropped)"
         "  FROM ({}) AS s ORDER BY s.position"
     ).format(sql.SQL(LEVEL_STORAGE_SQL)),
     {},
@@ -1054,10 +1063,6 @@ class _Coverage:
     packed_levels: frozenset[str]
     """The rollup levels whose rows keep their numbers packed
     (`_packed_stats_row`)."""
-    columnstore: bool
-    """Raw chunks may be compressed (compression is enabled on the raw
-    hypertable, community edition): `get` then passes its key to the
-    hypertable at run time (`_GET_AT_RUN_TIME`), not as join parameters."""
     lost: Mapping[str, datetime | None]
     """Per level, the newest frame the daily rollup counts between the
     level's retention horizon and its oldest chunk: a frame the level no
@@ -1083,18 +1088,7 @@ class _Coverage:
             for finer, level in (("raw", "1m"), ("1m", "1h"), ("1h", "1d")):
                 if kept[level] is None:
                     kept[level] = kept[finer]
-        columnstore = bool(rows[0][9])
-        return cls(
-            kept,
-            retention,
-            edition,
-            float(threshold),
-            real,
-            packed,
-            columnstore,
-            lost,
-            time.monotonic(),
-        )
+        return cls(kept, retention, edition, float(threshold), real, packed, lost, time.monotonic())
 
 
 def _floor(moment: datetime, width: timedelta) -> datetime:
@@ -1295,8 +1289,8 @@ def _check_get_args(
     return camera, at, frame_number
 
 
-def _get_call(key: tuple[str, datetime, int], coverage: _Coverage) -> _Call[FrameRecord | None]:
-    return _Call(_get_statement(*key, columnstore=coverage.columnstore), _first_frame)
+def _get_call(key: tuple[str, datetime, int], columnstore: bool) -> _Call[FrameRecord | None]:
+    return _Call(_get_statement(*key, columnstore=columnstore), _first_frame)
 
 
 def _latest_call(camera_id: object) -> _Call[FrameRecord | None]:
@@ -1458,6 +1452,7 @@ class FrameQuery:
         timeout: float = 10.0,
     ) -> None:
         self._coverage: _Coverage | None = None
+        self._columnstore: tuple[bool, float] | None = None  # and when it was read
         if pool is not None:
             self._pool = pool
             self._owns_pool = False
@@ -1521,7 +1516,7 @@ class FrameQuery:
     def get(self, camera_id: str, captured_at: datetime, frame_number: int) -> FrameRecord | None:
         """The frame with this natural key, or None."""
         key = _check_get_args(camera_id, captured_at, frame_number)
-        return self._call(_get_call(key, self._current_coverage()))
+        return self._call(_get_call(key, self._current_columnstore()))
 
     def latest(self, camera_id: str) -> FrameRecord | None:
         """The newest frame of ``camera_id``, or None."""
@@ -1631,6 +1626,12 @@ class FrameQuery:
         first, last, _, width, chosen = _check_stats_args(start, end, camera_id, bucket, resolution)
         return _make_plan(first, last, width, chosen, self._current_coverage())
 
+    def _current_columnstore(self) -> bool:
+        read = self._columnstore
+        if read is None or time.monotonic() - read[1] > _COVERAGE_TTL_S:
+            read = self._columnstore = (bool(self._rows(_COLUMNSTORE)[0][0]), time.monotonic())
+        return read[0]
+
     def _current_coverage(self) -> _Coverage:
         coverage = self._coverage
         if coverage is None or time.monotonic() - coverage.read_at > _COVERAGE_TTL_S:
@@ -1658,6 +1659,7 @@ class AsyncFrameQuery:
         timeout: float = 10.0,
     ) -> None:
         self._coverage: _Coverage | None = None
+        self._columnstore: tuple[bool, float] | None = None  # and when it was read
         if pool is not None:
             self._pool = pool
             self._owns_pool = False
@@ -1726,7 +1728,7 @@ class AsyncFrameQuery:
     ) -> FrameRecord | None:
         """See `FrameQuery.get`."""
         key = _check_get_args(camera_id, captured_at, frame_number)
-        return await self._call(_get_call(key, await self._current_coverage()))
+        return await self._call(_get_call(key, await self._current_columnstore()))
 
     async def latest(self, camera_id: str) -> FrameRecord | None:
         """See `FrameQuery.latest`."""
@@ -1818,6 +1820,13 @@ class AsyncFrameQuery:
         """See `FrameQuery.plan`."""
         first, last, _, width, chosen = _check_stats_args(start, end, camera_id, bucket, resolution)
         return _make_plan(first, last, width, chosen, await self._current_coverage())
+
+    async def _current_columnstore(self) -> bool:
+        read = self._columnstore
+        if read is None or time.monotonic() - read[1] > _COVERAGE_TTL_S:
+            rows = await self._rows(_COLUMNSTORE)
+            read = self._columnstore = (bool(rows[0][0]), time.monotonic())
+        return read[0]
 
     async def _current_coverage(self) -> _Coverage:
         coverage = self._coverage

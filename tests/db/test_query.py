@@ -414,7 +414,8 @@ def test_the_reader_role_gets_the_same_answers(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery
 ) -> None:
     """The Query API needs no more than framemeta_reader's privileges,
-    catalog reads included (`get` and `stats` consult the coverage)."""
+    catalog reads included (what each level holds, whether raw chunks may
+    be compressed)."""
     dsn, records = loaded
     reader = make_conninfo(dsn, options="-c role=framemeta_reader")
 
@@ -425,6 +426,22 @@ def test_the_reader_role_gets_the_same_answers(
 
     assert role == ("framemeta_reader",)
     assert answers == _answers(query, records)
+
+
+def test_get_with_its_key_at_run_time_finds_the_same_frames(
+    loaded: tuple[str, list[FrameRecord]], query: FrameQuery
+) -> None:
+    """The statement `get` sends where raw chunks may be compressed (the
+    community edition), run here on whichever edition this server is."""
+    _, records = loaded
+    sample = records[84]
+    joined = [query.get(*sample.key), query.get(sample.camera_id, sample.captured_at, 10**9)]
+    query._columnstore = (True, time.monotonic())
+
+    at_run_time = [query.get(*sample.key), query.get(sample.camera_id, sample.captured_at, 10**9)]
+
+    assert at_run_time == joined == [sample, None]
+    assert query._current_columnstore()  # still cached: the statement above was the one used
 
 
 def test_a_pool_of_your_own_in_another_time_zone_gives_the_same_answers(
@@ -895,9 +912,8 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
         )
         admin.execute("DROP ROLE IF EXISTS leak_reader")
         admin.execute("CREATE ROLE leak_reader LOGIN IN ROLE framemeta_reader")
-        # get(), cameras() and every stats() fail: in a database younger
-        # than its retention, reading the coverage (which get() consults for
-        # whether raw chunks may be compressed) asks the daily rollup
+        # cameras() and every stats() fail: cameras() reads the daily rollup,
+        # and in a database younger than its retention, a plan asks it
         # whether frames were dropped.
         admin.execute("REVOKE SELECT ON frame_stats_1d FROM framemeta_reader")
     reader = make_conninfo(db_dsn, user="leak_reader")
@@ -929,7 +945,7 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
                 row = admin.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE usename = 'leak_reader'"
                 ).fetchone()
-        assert failures == 1667 + 1667 + 1666 + 1666  # get, cameras, stats by minute, by hour
+        assert failures == 1667 + 1666 + 1666  # cameras(), stats by minute and by hour
         assert out == 0
         assert baseline["pool_size"] <= size <= 3
         assert row is not None
