@@ -2,9 +2,10 @@
 shared buffers first: p50 and p99 of 1,000 varied calls of each method from
 a warm pool, and for calls that stream thousands of rows the time to the
 last typed record beside a bare psycopg ``fetchall()`` of the same rows as
-tuples, in the same run. Between the calls, the floors are timed too: a
-``SELECT 1`` round trip beside every call, and the week of hourly stats
-received by libpq alone (`Beside`).
+tuples, in the same run. `plan`, and `get` and the week of hourly stats
+through `AsyncFrameQuery`, are measured the same way. Between the calls,
+the floors are timed too: a ``SELECT 1`` round trip beside every call, and
+the week of hourly stats received by libpq alone (`Beside`).
 
 Targets (README, "Measured"): p99 <= 5 ms for calls returning a few
 hundred rows, <= 1 ms for get/latest, <= 15 ms for a week of hourly stats of
@@ -13,6 +14,7 @@ every camera; streaming <= 1.5x the bare fetch.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import random
 import statistics
@@ -28,7 +30,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from benchmarks.gate import Reference
 from benchmarks.query_data import CAMERAS, DAYS, bench_server, ensure_dataset, prewarm
-from framemeta import FrameQuery, FrameRecord, StatsRow
+from framemeta import AsyncFrameQuery, FrameQuery, FrameRecord, StatsRow
 
 CALLS = 1000
 """Calls per method: the p99 is the 10th slowest, not the 2nd as with 200."""
@@ -194,18 +196,21 @@ def test_get(
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
-    _, end = week
-    start = end - timedelta(days=DAYS)
-
     def call(rng: random.Random) -> Any:
-        camera = rng.randrange(CAMERAS)
-        second = rng.randrange(DAYS * 86_400)
-        at = start + timedelta(seconds=second, milliseconds=7 * camera)
-        found = query.get(f"cam-{camera:02d}", at, second)
+        found = query.get(*_frame_key(rng, week[1]))
         assert found is not None
         return found
 
     _measure(benchmark, beside, "get", call, 1.0)
+
+
+def _frame_key(rng: random.Random, end: datetime) -> tuple[str, datetime, int]:
+    """The key of a random frame of the dataset (camera c's frame n is
+    captured n seconds and 7c ms after its start)."""
+    camera = rng.randrange(CAMERAS)
+    second = rng.randrange(DAYS * 86_400)
+    start = end - timedelta(days=DAYS)
+    return f"cam-{camera:02d}", start + timedelta(seconds=second, milliseconds=7 * camera), second
 
 
 def test_latest(benchmark: BenchmarkFixture, beside: Beside, query: FrameQuery) -> None:
@@ -358,6 +363,87 @@ def test_stats_of_a_camera_year_by_day(
         )
 
     _measure(benchmark, beside, "stats, a camera-year by day", call, 5.0)
+
+
+_DASHBOARD_PLANS: Final = (
+    (timedelta(hours=1), timedelta(seconds=10)),
+    (timedelta(hours=1), timedelta(minutes=1)),
+    (timedelta(days=1), timedelta(minutes=5)),
+    (timedelta(days=1), timedelta(hours=1)),
+    (timedelta(days=7), timedelta(hours=1)),
+    (timedelta(days=30), timedelta(hours=1)),
+    (timedelta(days=30), timedelta(days=1)),
+    (timedelta(days=365), timedelta(days=1)),
+)
+"""Ranges and bucket widths a dashboard asks for, from raw frames to the
+daily rollup."""
+
+
+def test_plan(
+    benchmark: BenchmarkFixture,
+    beside: Beside,
+    query: FrameQuery,
+    week: tuple[str, datetime],
+) -> None:
+    """What `stats` would read and why: no statistics run, the coverage is
+    read from the database at most every 30 seconds."""
+
+    def call(rng: random.Random) -> Any:
+        span, bucket = rng.choice(_DASHBOARD_PLANS)
+        start = week[1] - span - timedelta(minutes=rng.randrange(24 * 60))
+        camera = _camera(rng) if rng.random() < 0.5 else None
+        return query.plan(start, start + span, camera_id=camera, bucket=bucket)
+
+    _measure(benchmark, beside, "plan", call, 5.0)
+
+
+@pytest.fixture(scope="module")
+def async_query(
+    week: tuple[str, datetime],
+) -> Iterator[tuple[AsyncFrameQuery, asyncio.AbstractEventLoop]]:
+    """An AsyncFrameQuery on an event loop of its own; each call is timed
+    from the caller's side, the loop's own turn included."""
+    loop = asyncio.new_event_loop()
+    frame_query = AsyncFrameQuery(week[0], max_size=2)
+    loop.run_until_complete(frame_query.open())
+    loop.run_until_complete(frame_query.latest("cam-00"))
+    yield frame_query, loop
+    loop.run_until_complete(frame_query.close())
+    loop.close()
+
+
+def test_get_async(
+    benchmark: BenchmarkFixture,
+    beside: Beside,
+    async_query: tuple[AsyncFrameQuery, asyncio.AbstractEventLoop],
+    week: tuple[str, datetime],
+) -> None:
+    frame_query, loop = async_query
+
+    def call(rng: random.Random) -> Any:
+        camera, at, number = _frame_key(rng, week[1])
+        found = loop.run_until_complete(frame_query.get(camera, at, number))
+        assert found is not None
+        return found
+
+    _measure(benchmark, beside, "get, asyncio", call, 1.0)
+
+
+def test_stats_of_a_week_of_every_camera_by_hour_async(
+    benchmark: BenchmarkFixture,
+    beside: Beside,
+    async_query: tuple[AsyncFrameQuery, asyncio.AbstractEventLoop],
+    week: tuple[str, datetime],
+) -> None:
+    frame_query, loop = async_query
+
+    def call(rng: random.Random) -> Any:
+        start, end = _week(week[1], rng.randrange(24))
+        rows = loop.run_until_complete(frame_query.stats(start, end, bucket=timedelta(hours=1)))
+        assert len(rows) >= CAMERAS * (DAYS * 24 - 23)
+        return rows
+
+    _measure(benchmark, beside, "stats, a week of all cameras by hour (1h), asyncio", call, 15.0)
 
 
 def _week(end: datetime, hours: int) -> tuple[datetime, datetime]:
