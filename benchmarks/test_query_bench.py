@@ -437,11 +437,11 @@ def test_stats_of_a_week_of_every_camera_by_hour_async(
 ) -> None:
     frame_query, loop = async_query
 
+    def stats(*args: Any, **kwargs: Any) -> list[StatsRow]:
+        return loop.run_until_complete(frame_query.stats(*args, **kwargs))
+
     def call(rng: random.Random) -> Any:
-        start, end = _week(week[1], rng.randrange(24))
-        rows = loop.run_until_complete(frame_query.stats(start, end, bucket=timedelta(hours=1)))
-        assert len(rows) >= CAMERAS * (DAYS * 24 - 23)
-        return rows
+        return _week_of_stats(stats, week[1], rng)
 
     _measure(benchmark, beside, "stats, a week of all cameras by hour (1h), asyncio", call, 15.0)
 
@@ -452,8 +452,12 @@ def _week(end: datetime, hours: int) -> tuple[datetime, datetime]:
     return end - timedelta(days=DAYS) - shift, end - shift
 
 
-def _week_of_stats(query: FrameQuery, end: datetime, rng: random.Random) -> list[StatsRow]:
-    rows = query.stats(*_week(end, rng.randrange(24)), bucket=timedelta(hours=1))
+def _week_of_stats(
+    stats: Callable[..., list[StatsRow]], end: datetime, rng: random.Random
+) -> list[StatsRow]:
+    """A week of hourly stats of every camera from ``stats`` (a query's
+    `stats`, sync or run on an event loop), ending up to 23 hours early."""
+    rows = stats(*_week(end, rng.randrange(24)), bucket=timedelta(hours=1))
     assert len(rows) >= CAMERAS * (DAYS * 24 - 23)  # the shift leaves the last hours out
     return rows
 
@@ -491,7 +495,7 @@ def test_stats_of_a_week_of_every_camera_by_hour(
         benchmark,
         beside,
         "stats, a week of all cameras by hour (1h)",
-        lambda rng: _week_of_stats(query, week[1], rng),
+        lambda rng: _week_of_stats(query.stats, week[1], rng),
         15.0,
         floor=libpq_alone,
     )
@@ -509,7 +513,7 @@ def test_stats_of_a_week_of_every_camera_by_hour_every_field_read(
     fields = attrgetter(*(field.name for field in attrs.fields(StatsRow)))
 
     def call(rng: random.Random) -> Any:
-        return [fields(row) for row in _week_of_stats(query, week[1], rng)]
+        return [fields(row) for row in _week_of_stats(query.stats, week[1], rng)]
 
     _measure(benchmark, beside, "stats, the same, every field read", call, None)
 
