@@ -259,16 +259,7 @@ def _rollups(conn: psycopg.Connection[Any], newest_frame: datetime | None) -> li
     if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
         # How far each continuous aggregate is materialised (never refreshed:
         # the lowest time there is, shown as no bucket).
-        watermarks = dict(
-            conn.execute(
-                "SELECT user_view_name, nullif(greatest(watermark, '1970-01-01'), '1970-01-01')"
-                "  FROM (SELECT c.user_view_name, _timescaledb_functions.to_timestamp("
-                "                 _timescaledb_functions.cagg_watermark(c.mat_hypertable_id))"
-                "                 AS watermark"
-                "          FROM _timescaledb_catalog.continuous_agg AS c"
-                "         WHERE c.user_view_schema = current_schema()) AS w"
-            ).fetchall()
-        )
+        watermarks = dict(conn.execute(maintenance.WATERMARKS_SQL).fetchall())
     storage = maintenance._level_storage(conn)
     levels = []
     for level in maintenance.LEVELS[1:]:

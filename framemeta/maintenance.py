@@ -27,6 +27,7 @@ from framemeta.records import _check_camera_id
 __all__ = [
     "LEVELS",
     "LEVEL_STORAGE_SQL",
+    "WATERMARKS_SQL",
     "ChunksDropped",
     "Erasure",
     "LevelRebuilt",
@@ -546,6 +547,20 @@ LEVEL_STORAGE_SQL: Final = """
 a continuous aggregate's materialization hypertable) and the start of its
 oldest chunk (retention drops whole chunks, oldest first). The Query API
 plans from the same query."""
+
+
+WATERMARKS_SQL: Final = """
+    SELECT user_view_name, nullif(greatest(watermark, '1970-01-01'), '1970-01-01')
+      FROM (SELECT c.user_view_name,
+                   _timescaledb_functions.to_timestamp(
+                       _timescaledb_functions.cagg_watermark(c.mat_hypertable_id)) AS watermark
+              FROM _timescaledb_catalog.continuous_agg AS c
+             WHERE c.user_view_schema = current_schema()) AS w
+"""
+"""Community edition only: how far each continuous aggregate (by its view's
+name) is materialised, its watermark; NULL for one never refreshed.
+Buckets from the watermark on are computed from the level below when read
+(real-time aggregation). `framemeta status` and the Query API's plans read it."""
 
 
 @attrs.frozen

@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from framemeta import _dsn
 from framemeta.errors import ConfigurationError, ValidationError
-from framemeta.maintenance import LEVEL_STORAGE_SQL
+from framemeta.maintenance import LEVEL_STORAGE_SQL, WATERMARKS_SQL
 from framemeta.records import (
     FrameRecord,
     _check_camera_id,
@@ -42,9 +42,11 @@ __all__ = [
     "AsyncFrameQuery",
     "CameraInfo",
     "FrameQuery",
+    "LevelState",
     "PlanPart",
     "StatsPlan",
     "StatsRow",
+    "TimeRange",
     "configure_async_connection",
     "configure_connection",
 ]
@@ -61,6 +63,7 @@ _WIDTHS: Final = {
     "1d": timedelta(days=1),
 }
 _RELATIONS: Final = {"1m": "frame_stats_1m", "1h": "frame_stats_1h", "1d": "frame_stats_1d"}
+_FINER: Final = {"1m": "raw", "1h": "1m", "1d": "1h"}  # what each rollup is computed from
 # time_bucket's default origin (a Monday, midnight UTC): buckets of any width
 # line up with the ones the server computes.
 _ORIGIN: Final = datetime(2000, 1, 3, tzinfo=UTC)
@@ -162,13 +165,46 @@ class PlanPart:
 
 
 @attrs.frozen
+class TimeRange:
+    """A stretch of time ``[start, end)``, both timezone-aware (UTC)."""
+
+    start: datetime
+    end: datetime
+
+
+@attrs.frozen
+class LevelState:
+    """What one source kept and how fresh it was when a plan was made (the
+    plan reads this from the database at most every 30 s)."""
+
+    level: str
+    """``raw``, ``1m``, ``1h`` or ``1d``."""
+    kept_from: datetime | None
+    """The start of its oldest chunk: retention drops whole chunks, oldest
+    first (None: it keeps nothing)."""
+    retention: timedelta | None
+    """How long it is kept (None: for ever)."""
+    current: bool
+    """True when it holds every frame written so far: raw frames, and the
+    Apache edition's rollups, updated in the transaction of every insert."""
+    materialized_to: datetime | None
+    """Community edition's rollups (continuous aggregates): the watermark,
+    how far the last refresh materialised it; its buckets from there on
+    are computed from the level below when read (real-time aggregation).
+    None when ``current``, or when it was never refreshed."""
+
+
+@attrs.frozen
 class StatsPlan:
     """Which sources `FrameQuery.stats` reads, and why.
 
     ``start`` and ``end`` are the asked range widened to whole buckets;
     ``parts`` cover it newest first; ``missing`` is what no usable source
     keeps any more (dropped by retention, or chunks dropped otherwise whose
-    frames the daily rollup still counts).
+    frames the daily rollup still counts); ``levels`` is what every source
+    kept and how fresh it was (raw first); ``reasons`` say it in words:
+    the range's length, the bucket's alignment with each level, what
+    retention dropped, and how fresh the levels read are.
     """
 
     start: datetime
@@ -176,8 +212,19 @@ class StatsPlan:
     bucket: timedelta
     resolution: str
     parts: tuple[PlanPart, ...]
-    missing: tuple[tuple[datetime, datetime], ...]
+    missing: tuple[TimeRange, ...]
     reasons: tuple[str, ...]
+    levels: tuple[LevelState, ...]
+
+    @property
+    def length(self) -> timedelta:
+        """The planned range's length (whole buckets)."""
+        return self.end - self.start
+
+    @property
+    def buckets(self) -> int:
+        """Buckets per camera in the planned range."""
+        return self.length // self.bucket
 
     @property
     def source(self) -> str | None:
@@ -193,7 +240,7 @@ class StatsPlan:
             f"  {part.source:>3} {_show(part.start)} .. {_show(part.end)}" for part in self.parts
         ]
         lines += [
-            f"  --- {_show(start)} .. {_show(end)}: no data kept" for start, end in self.missing
+            f"  --- {_show(gap.start)} .. {_show(gap.end)}: no data kept" for gap in self.missing
         ]
         lines += [f"  because {reason}" for reason in self.reasons]
         return "\n".join(lines)
@@ -674,6 +721,16 @@ _COVERAGE: Final = _Statement(
 )
 
 
+_WATERMARKS: Final = _Statement(sql.SQL(WATERMARKS_SQL), {})
+
+
+def _follow_ups(rows: list[tuple[Any, ...]]) -> tuple[_Statement | None, _Statement | None]:
+    """What a plan asks after `_COVERAGE` (``rows``): `_lost_statement`,
+    and `_WATERMARKS` on the community edition (None: nothing to ask)."""
+    community = bool(rows) and rows[0][3] == "timescale"
+    return _lost_statement(rows), _WATERMARKS if community else None
+
+
 def _lost_statement(rows: list[tuple[Any, ...]]) -> _Statement | None:
     """For each level whose oldest chunk begins after its retention horizon
     (``rows``: `_COVERAGE`'s), the newest frame the daily rollup counts
@@ -1069,10 +1126,20 @@ class _Coverage:
     longer holds, though its retention would keep it (None: none;
     `_lost_statement`)."""
     read_at: float
+    materialized_to: Mapping[str, datetime | None] = attrs.field(factory=dict)
+    """Community edition: each rollup level's watermark (None: never
+    refreshed; `_WATERMARKS`). Empty on the Apache edition, whose rollups
+    are current."""
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[Any, ...]], lost_rows: list[tuple[Any, ...]]) -> _Coverage:
-        """From `_COVERAGE`'s rows and `_lost_statement`'s (if any)."""
+    def from_rows(
+        cls,
+        rows: list[tuple[Any, ...]],
+        lost_rows: list[tuple[Any, ...]],
+        watermark_rows: list[tuple[Any, ...]],
+    ) -> _Coverage:
+        """From `_COVERAGE`'s rows, `_lost_statement`'s and `_WATERMARKS`'
+        (if asked: see `_follow_ups`)."""
         kept: dict[str, datetime | None] = {}
         retention: dict[str, timedelta | None] = {}
         for level, oldest, horizon, *_ in rows:
@@ -1088,7 +1155,32 @@ class _Coverage:
             for finer, level in (("raw", "1m"), ("1m", "1h"), ("1h", "1d")):
                 if kept[level] is None:
                     kept[level] = kept[finer]
-        return cls(kept, retention, edition, float(threshold), real, packed, lost, time.monotonic())
+        levels = {relation: level for level, relation in _RELATIONS.items()}
+        watermarks = {levels[view]: mark for view, mark in watermark_rows if view in levels}
+        return cls(
+            kept,
+            retention,
+            edition,
+            float(threshold),
+            real,
+            packed,
+            lost,
+            time.monotonic(),
+            watermarks,
+        )
+
+    def states(self) -> tuple[LevelState, ...]:
+        """Every level's `LevelState`, raw first."""
+        return tuple(
+            LevelState(
+                level,
+                self.kept_from[level],
+                self.retention.get(level),
+                current=level not in self.materialized_to,
+                materialized_to=self.materialized_to.get(level),
+            )
+            for level in _WIDTHS
+        )
 
 
 def _floor(moment: datetime, width: timedelta) -> datetime:
@@ -1128,7 +1220,11 @@ def _make_plan(
     coverage: _Coverage,
 ) -> StatsPlan:
     first, last = _floor(start, bucket), _ceil(end, bucket)
-    reasons: list[str] = []
+    count = (last - first) // bucket
+    reasons = [
+        f"the range is {_show_length(last - first)} long in whole buckets: "
+        f"{count:,} {_show_width(bucket)} bucket{'s' if count != 1 else ''} per camera"
+    ]
     if resolution == "auto":
         candidates = [
             level
@@ -1149,7 +1245,7 @@ def _make_plan(
         usable = [resolution] if coverage.kept_from[resolution] is not None else []
         reasons.append(f"resolution {resolution} was asked for")
     parts: list[PlanPart] = []
-    missing: list[tuple[datetime, datetime]] = []
+    missing: list[TimeRange] = []
     remaining_end = last
     now = datetime.now(UTC)
     for level in usable:
@@ -1171,19 +1267,50 @@ def _make_plan(
             reasons.append(f"{level} keeps data from {_show(kept_start)} on ({kept_text})")
         remaining_end = kept_start
     if remaining_end > first:
-        missing.append((first, remaining_end))
+        missing.append(TimeRange(first, remaining_end))
         reasons.append(
             f"nothing before {_show(remaining_end)} is kept at a resolution that fits "
             f"{_show_width(bucket)} buckets"
         )
-    if any(part.source != "raw" for part in parts):
-        reasons.append(
-            "the newest buckets a refresh has not reached yet are computed from the level "
-            "below when read (real-time aggregation)"
-            if coverage.edition == "timescale"
-            else "rollups are updated in the transaction of every insert"
-        )
-    return StatsPlan(first, last, bucket, resolution, tuple(parts), tuple(missing), tuple(reasons))
+    reasons += _freshness(parts, coverage, now)
+    return StatsPlan(
+        first,
+        last,
+        bucket,
+        resolution,
+        tuple(parts),
+        tuple(missing),
+        tuple(reasons),
+        coverage.states(),
+    )
+
+
+def _freshness(parts: list[PlanPart], coverage: _Coverage, now: datetime) -> list[str]:
+    """How fresh the rollups a plan reads are, in words."""
+    read = [part.source for part in parts if part.source != "raw"]
+    if not read:
+        return []
+    if coverage.edition != "timescale":
+        return [
+            f"{', '.join(read)} {'is' if len(read) == 1 else 'are'} updated in the "
+            "transaction of every insert: current to the last frame written"
+        ]
+    reasons = []
+    for level in read:
+        finer = _FINER[level]
+        mark = coverage.materialized_to.get(level)
+        if mark is None:
+            reasons.append(
+                f"{level} was never refreshed: all its buckets are computed from {finer} "
+                "when read (real-time aggregation)"
+            )
+        else:
+            ago = f"{_show_length(now - mark)} ago" if mark <= now else "ahead of now"
+            reasons.append(
+                f"{level} is materialised up to {_show(mark)} ({ago}); its buckets from then "
+                f"on are computed from {finer} when read (real-time aggregation)"
+            )
+    return reasons
 
 
 # -- argument checks --------------------------------------------------------
@@ -1244,6 +1371,12 @@ def _check_stats_args(
         raise ValidationError(
             "bucket", bucket, f"makes more than {_MAX_BUCKETS:,} buckets per camera for the range"
         )
+    try:
+        _floor(first, bucket), _ceil(last, bucket)
+    except OverflowError:
+        raise ValidationError(
+            "bucket", bucket, "makes buckets past the dates Python holds (years 1 to 9999)"
+        ) from None
     return first, last, camera, bucket, str(resolution)
 
 
@@ -1636,9 +1769,11 @@ class FrameQuery:
         coverage = self._coverage
         if coverage is None or time.monotonic() - coverage.read_at > _COVERAGE_TTL_S:
             rows = self._rows(_COVERAGE)
-            lost = _lost_statement(rows)
+            lost, watermarks = _follow_ups(rows)
             coverage = self._coverage = _Coverage.from_rows(
-                rows, self._rows(lost) if lost is not None else []
+                rows,
+                self._rows(lost) if lost is not None else [],
+                self._rows(watermarks) if watermarks is not None else [],
             )
         return coverage
 
@@ -1832,9 +1967,11 @@ class AsyncFrameQuery:
         coverage = self._coverage
         if coverage is None or time.monotonic() - coverage.read_at > _COVERAGE_TTL_S:
             rows = await self._rows(_COVERAGE)
-            lost = _lost_statement(rows)
+            lost, watermarks = _follow_ups(rows)
             coverage = self._coverage = _Coverage.from_rows(
-                rows, await self._rows(lost) if lost is not None else []
+                rows,
+                await self._rows(lost) if lost is not None else [],
+                await self._rows(watermarks) if watermarks is not None else [],
             )
         return coverage
 
@@ -1886,6 +2023,21 @@ def _utc(moment: datetime) -> datetime:
 
 def _show(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}Z"
+
+
+def _show_length(length: timedelta) -> str:
+    """A length for people: ``7d``, ``3d 4h``, ``12min``, ``40s``."""
+    seconds = round(length.total_seconds())
+    if seconds < 60:
+        return f"{max(length.total_seconds(), 0.0):g}s"
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
 
 
 def _show_width(width: timedelta) -> str:

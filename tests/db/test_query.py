@@ -733,6 +733,28 @@ def test_plan_names_the_source_and_what_retention_dropped(db_dsn: str) -> None:
     assert "nothing before" in str(seconds)
     assert day.source == "1d"
     assert day.missing == ()
+    # Why, in every respect the plan weighs: the range's length, the
+    # buckets' alignment, what retention dropped, how fresh each level is.
+    assert week.length == timedelta(days=7, hours=1)
+    assert week.buckets == 169
+    assert "the range is 7d 1h long in whole buckets: 169 1h buckets per camera" in str(week)
+    assert "1h is the coarsest level whose buckets divide 1h buckets" in str(week)
+    assert "the range is 20d long" in str(seconds)
+    states = {state.level: state for state in week.levels}
+    assert list(states) == ["raw", "1m", "1h", "1d"]
+    assert states["raw"].retention == timedelta(days=7)
+    assert states["1d"].retention is None
+    assert states["raw"].kept_from is not None
+    assert states["raw"].kept_from > now - timedelta(days=9)
+    if states["1h"].current:  # Apache edition: rollups updated by every insert
+        assert "1h is updated in the transaction of every insert" in str(week)
+        assert all(state.materialized_to is None for state in week.levels)
+    else:  # community edition: continuous aggregates, refreshed above
+        mark = states["1h"].materialized_to
+        assert mark is not None
+        assert mark >= now - timedelta(hours=1)
+        assert f"1h is materialised up to {mark:%Y-%m-%d %H:%M:%S}Z" in str(week)
+        assert "computed from 1m when read" in str(week)
 
 
 def test_plan_lists_raw_frames_dropped_before_their_horizon_as_missing(db_dsn: str) -> None:
@@ -768,7 +790,8 @@ def test_plan_lists_raw_frames_dropped_before_their_horizon_as_missing(db_dsn: s
             return await aquery.plan(start, now, bucket=timedelta(seconds=10))
 
     assert asyncio.run(planned()) == seconds
-    [(first, end)] = seconds.missing
+    [gap] = seconds.missing
+    first, end = gap.start, gap.end
     assert first == seconds.start
     assert times[4] < end <= times[3]  # after the newest frame dropped
     assert [part.source for part in seconds.parts] == ["raw"]
