@@ -12,7 +12,7 @@ import math
 import struct
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast
@@ -260,7 +260,7 @@ class _Statement:
     generic plans measured as fast as custom ones (README, "What the
     figures led to")."""
 
-    query: sql.Composable
+    query: sql.SQL | sql.Composed
     params: Mapping[str, Any]
     binary: bool = False
     """Results in binary format: a third less decoding for timestamps."""
@@ -1614,34 +1614,35 @@ class FrameQuery:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _on_connection(self, read: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``read`` on a pooled connection. Where that connection turns out
+        lost (the server restarted or ended the session, pgbouncer
+        restarted: ``conn.broken``), the pool's idle connections are
+        checked and ``read`` runs once more, on another connection. Every
+        read is one read-only statement whose results are made whole
+        before they are returned, so nothing reaches the caller twice."""
+        for attempt in (1, 2):
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                with self._pool.connection() as conn:
+                    result = read(conn)
+                    _returned_at[conn] = time.monotonic()  # it answered just now
+                    return result
+            except psycopg.OperationalError:
+                if attempt == 2 or conn is None or not conn.broken:
+                    raise
+                self._pool.check()
+        raise AssertionError("unreachable")
+
     def _rows(self, statement: _Statement) -> list[tuple[Any, ...]]:
-        with self._pool.connection() as conn:
-            cursor = conn.execute(
-                statement.query,
-                statement.params,
-                prepare=False if statement.stream else None,
-                binary=statement.binary,
-            )
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
-            _returned_at[conn] = time.monotonic()  # it answered just now
-            return rows
+        return self._on_connection(lambda conn: _fetch(conn, statement))
 
     def _made(self, statement: _Statement, make: Callable[[tuple[Any, ...]], T]) -> list[T]:
         """The rows of ``statement`` made into results, as they arrive when
         it is to be streamed (`_Statement.stream`)."""
         if not (statement.stream and _CHUNKED):
             return [make(row) for row in self._rows(statement)]
-        with self._pool.connection() as conn, conn.cursor() as cursor:
-            stream = cursor.stream(
-                statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
-            )
-            # Closed before the connection goes back, also when ``make``
-            # raises: the stream holds the connection's lock until psycopg
-            # has cancelled the rest of the result.
-            with contextlib.closing(cast(Generator[tuple[Any, ...], None, None], stream)) as rows:
-                made = [make(row) for row in rows]
-            _returned_at[conn] = time.monotonic()
-            return made
+        return self._on_connection(lambda conn: _made_streamed(conn, statement, make))
 
     def _call(self, call: _Call[T]) -> T:
         return call.finish(self._rows(call.statement))
@@ -1829,31 +1830,30 @@ class AsyncFrameQuery:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    async def _on_connection(
+        self, read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+    ) -> T:
+        """`FrameQuery._on_connection`, awaited."""
+        for attempt in (1, 2):
+            conn: psycopg.AsyncConnection[Any] | None = None
+            try:
+                async with self._pool.connection() as conn:
+                    result = await read(conn)
+                    _returned_at[conn] = time.monotonic()  # it answered just now
+                    return result
+            except psycopg.OperationalError:
+                if attempt == 2 or conn is None or not conn.broken:
+                    raise
+                await self._pool.check()
+        raise AssertionError("unreachable")
+
     async def _rows(self, statement: _Statement) -> list[tuple[Any, ...]]:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                statement.query,
-                statement.params,
-                prepare=False if statement.stream else None,
-                binary=statement.binary,
-            )
-            rows: list[tuple[Any, ...]] = await cursor.fetchall()
-            _returned_at[conn] = time.monotonic()  # it answered just now
-            return rows
+        return await self._on_connection(lambda conn: _fetch_async(conn, statement))
 
     async def _made(self, statement: _Statement, make: Callable[[tuple[Any, ...]], T]) -> list[T]:
         if not (statement.stream and _CHUNKED):
             return [make(row) for row in await self._rows(statement)]
-        async with self._pool.connection() as conn, conn.cursor() as cursor:
-            stream = cursor.stream(
-                statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
-            )
-            async with contextlib.aclosing(
-                cast(AsyncGenerator[tuple[Any, ...], None], stream)
-            ) as rows:
-                made = [make(row) async for row in rows]
-            _returned_at[conn] = time.monotonic()
-            return made
+        return await self._on_connection(lambda conn: _made_streamed_async(conn, statement, make))
 
     async def _call(self, call: _Call[T]) -> T:
         return call.finish(await self._rows(call.statement))
@@ -1977,6 +1977,55 @@ class AsyncFrameQuery:
 
 
 # -- helpers shared by both ---------------------------------------------------
+
+
+def _fetch(conn: psycopg.Connection[Any], statement: _Statement) -> list[tuple[Any, ...]]:
+    cursor = conn.execute(
+        statement.query,
+        statement.params,
+        prepare=False if statement.stream else None,
+        binary=statement.binary,
+    )
+    return cursor.fetchall()
+
+
+async def _fetch_async(
+    conn: psycopg.AsyncConnection[Any], statement: _Statement
+) -> list[tuple[Any, ...]]:
+    cursor = await conn.execute(
+        statement.query,
+        statement.params,
+        prepare=False if statement.stream else None,
+        binary=statement.binary,
+    )
+    return await cursor.fetchall()
+
+
+def _made_streamed(
+    conn: psycopg.Connection[Any], statement: _Statement, make: Callable[[tuple[Any, ...]], T]
+) -> list[T]:
+    with conn.cursor() as cursor:
+        stream = cursor.stream(
+            statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
+        )
+        # Closed before the connection goes back, also when ``make``
+        # raises: the stream holds the connection's lock until psycopg
+        # has cancelled the rest of the result.
+        with contextlib.closing(cast(Generator[tuple[Any, ...], None, None], stream)) as rows:
+            return [make(row) for row in rows]
+
+
+async def _made_streamed_async(
+    conn: psycopg.AsyncConnection[Any],
+    statement: _Statement,
+    make: Callable[[tuple[Any, ...]], T],
+) -> list[T]:
+    async with conn.cursor() as cursor:
+        stream = cursor.stream(
+            statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
+        )
+        async with contextlib.aclosing(cast(AsyncGenerator[tuple[Any, ...], None], stream)) as rows:
+            return [make(row) async for row in rows]
 
 
 def _check_frames_args(

@@ -11,7 +11,7 @@ import pickle
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import attrs
 import psycopg
@@ -977,3 +977,69 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
         with psycopg.connect(db_dsn, autocommit=True) as admin:
             admin.execute("DROP OWNED BY leak_reader")
             admin.execute("DROP ROLE leak_reader")
+
+
+def _end_query_sessions(dsn: str) -> int:
+    """Ends the server sessions of the Query API's pools on this database,
+    as a server restart or failover would; waits until they are gone."""
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))"
+            "  FROM pg_stat_activity"
+            " WHERE application_name = 'framemeta-query' AND datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+_READS: Final = {
+    "get": lambda q: q.get("cam-01", START, 0),
+    "latest": lambda q: q.latest("cam-01"),
+    "latest_all": lambda q: q.latest_all(),
+    "frames": lambda q: list(q.frames("cam-01", START, START + _HOUR)),
+    "motion_events": lambda q: q.motion_events(START, START + _HOUR),
+    "search": lambda q: q.search({}, START, START + _HOUR, label="person", limit=5),
+    "cameras": lambda q: q.cameras(),
+    "stats": lambda q: q.stats(START, START + _HOUR, bucket=_MINUTE),
+}
+
+
+@pytest.mark.parametrize("method", list(_READS))
+def test_reads_go_on_after_the_server_ends_their_connections(
+    loaded: tuple[str, list[FrameRecord]], method: str
+) -> None:
+    """Every connection of the pool is ended while idle, one of them just
+    after it answered (so checkout does not check it again): the read
+    finds it lost, and answers from a new connection, once."""
+    dsn, _ = loaded
+    read = _READS[method]
+    with FrameQuery(dsn, min_size=2, max_size=2) as query:
+        query.pool.wait()
+        expected = read(query)
+        assert query.latest("cam-01") is not None  # just answered
+        assert _end_query_sessions(dsn) == 2
+        assert read(query) == expected
+        assert _connections_out(query) == 0
+
+
+def test_async_reads_go_on_after_the_server_ends_their_connections(
+    loaded: tuple[str, list[FrameRecord]],
+) -> None:
+    dsn, _ = loaded
+    with FrameQuery(dsn) as query:
+        expected = query.latest("cam-01"), query.stats(START, START + _HOUR, bucket=_MINUTE)
+
+    async def run() -> Any:
+        async with AsyncFrameQuery(dsn, min_size=2, max_size=2) as aquery:
+            await aquery.pool.wait()
+            assert await aquery.latest("cam-01") is not None  # just answered
+            assert _end_query_sessions(dsn) == 2
+            latest = await aquery.latest("cam-01")
+            assert _end_query_sessions(dsn) == 2
+            stats = await aquery.stats(START, START + _HOUR, bucket=_MINUTE)
+            stats_pool = aquery.pool.get_stats()
+            return (latest, stats), stats_pool["pool_size"] - stats_pool["pool_available"]
+
+    answers, out = asyncio.run(asyncio.wait_for(run(), timeout=60))
+    assert answers == expected
+    assert out == 0
