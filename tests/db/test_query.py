@@ -9,7 +9,7 @@ import contextlib
 import copy
 import pickle
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -992,7 +992,7 @@ def _end_query_sessions(dsn: str) -> int:
     return int(row[0])
 
 
-_READS: Final = {
+_READS: Final[dict[str, Callable[[FrameQuery], Any]]] = {
     "get": lambda q: q.get("cam-01", START, 0),
     "latest": lambda q: q.latest("cam-01"),
     "latest_all": lambda q: q.latest_all(),
