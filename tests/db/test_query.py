@@ -9,6 +9,7 @@ import contextlib
 import copy
 import pickle
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -24,7 +25,7 @@ from psycopg_pool import ConnectionPool
 import framemeta.query
 from framemeta import BoundingBox, Detection, FrameRecord, MetadataWriter, ValidationError
 from framemeta._copy import copy_batch, encode_batch
-from framemeta.maintenance import maintain
+from framemeta.maintenance import LEVEL_STORAGE_SQL, maintain
 from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
 from framemeta.records import _frame_from_row
 from tests.frames import START, empty_frames, frames, refresh_rollups
@@ -200,6 +201,45 @@ def test_frames_stream_in_order_with_a_limit(
     assert _connections_out(query) == 0  # the early stop gave it back
 
 
+def test_a_day_of_frames_streams_in_bounded_memory(db_dsn: str) -> None:
+    """86,400 frames of one camera, read one at a time: the client never
+    holds more than a page of them (peak traced memory, not the day's)."""
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, motion_score,"
+            " metadata) SELECT 'cam-1', %s + make_interval(secs => s), s, 0.25,"
+            " jsonb_build_object('zone', 'gate', 'n', s) FROM generate_series(0, 86399) AS s",
+            (START - _DAY,),
+        )
+    with FrameQuery(db_dsn) as query:
+        query.latest("cam-1")  # the pool and its connection made outside the trace
+        tracemalloc.start()
+        try:
+            count = 0
+            last = None
+            for record in query.frames("cam-1", START - _DAY, START):
+                count += 1
+                last = record
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        tracemalloc.start()
+        try:
+            whole = list(query.frames("cam-1", START - _DAY, START - _DAY + _HOUR * 3))
+            _, three_hours = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+
+    assert count == 86_400
+    assert last is not None
+    assert last.frame_number == 86_399
+    assert len(whole) == 3 * 3600
+    # Pages are 2,000 frames (1.6 MB at the peak, measured): less than the
+    # 3 hours held at once (4.2 MB), an eighth of the day.
+    assert peak < three_hours, (peak, three_hours)
+    assert peak < 8 * 2**20, peak
+
+
 def test_frames_page_by_key_across_page_boundaries(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,6 +271,47 @@ def test_motion_events_use_the_threshold_or_a_lower_score(
     assert [(r.captured_at, r.camera_id) for r in lower] == sorted(
         (r.captured_at, r.camera_id) for r in lower
     )
+
+
+def _index_names(plan: Any) -> set[str]:
+    """The indexes an EXPLAIN (FORMAT JSON) plan node and its children scan."""
+    names = {plan["Index Name"]} if "Index Name" in plan else set()
+    for child in plan.get("Plans", []):
+        names |= _index_names(child)
+    return names
+
+
+def test_motion_events_are_found_through_the_partial_index(db_dsn: str) -> None:
+    """A day of 4 cameras at 1 frame/s, one frame in 20 at or above the
+    threshold: an hour's events, of one camera or all, are read through
+    the partial index; below the threshold it cannot serve."""
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, motion_score)"
+            " SELECT 'cam-' || c, %s + make_interval(secs => s), s,"
+            "        CASE WHEN s %% 20 = 0 THEN 0.9 ELSE 0.1 END"
+            "   FROM generate_series(0, 86399) AS s, generate_series(0, 3) AS c",
+            (START - _DAY,),
+        )
+        conn.execute("ANALYZE frame_metadata")
+        start, end = START - _HOUR * 3, START - _HOUR * 2
+
+        def indexes(camera_id: str | None, min_score: float) -> set[str]:
+            statement = framemeta.query._motion(start, end, camera_id, min_score)
+            explain = sql.SQL("EXPLAIN (FORMAT JSON) {}").format(statement.query)
+            [(plan,)] = conn.execute(explain, statement.params).fetchall()
+            return _index_names(plan[0]["Plan"])
+
+        everyone, one, lower = indexes(None, 0.5), indexes("cam-2", 0.8), indexes(None, 0.05)
+
+    assert everyone
+    assert all(name.endswith("frame_metadata_motion_idx") for name in everyone)
+    assert one
+    assert all(name.endswith("frame_metadata_motion_idx") for name in one)
+    assert not any(name.endswith("motion_idx") for name in lower)
+    with FrameQuery(db_dsn) as query:
+        assert len(query.motion_events(start, end)) == 4 * 180
+        assert len(query.motion_events(start, end, camera_id="cam-2", min_score=0.8)) == 180
 
 
 def test_search_by_metadata_and_by_detection(
@@ -339,6 +420,60 @@ def test_hostile_metadata_keys_are_values_not_sql(
 
     assert found == []
     assert query.latest("cam-00") is not None  # the table is still there
+
+
+def test_hostile_keys_labels_and_camera_ids_are_stored_and_found_as_they_are(
+    db_dsn: str,
+) -> None:
+    """Values that would change a statement if it were built by pasting
+    them in: quotes, comment markers, psycopg's placeholders, casts (a
+    camera id may hold ``::``), backslashes and JSON path syntax. Each is
+    written, then found by exactly itself."""
+    keys = [
+        "zone'); DROP TABLE frame_metadata; --",
+        '"\\',
+        "%s",
+        "%(start)s",
+        "{}",
+        "$.a ? (@ > 1)",
+        "ключ 🎥",
+    ]
+    labels = ["dog'; --", "%(label)s", "a\\b", 'person"); SELECT 1; --']
+    cameras = ["cam::text", "x:-1", "a.b_c-d", "--"]
+    records = [
+        FrameRecord(
+            camera,
+            START + timedelta(seconds=index),
+            index,
+            detections=(Detection(labels[index % len(labels)], 0.9),),
+            metadata={keys[index % len(keys)]: {"v": index, "s": "'; --"}},
+        )
+        for index, camera in enumerate(cameras * 7)
+    ]
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(records)
+    refresh_rollups(db_dsn)
+    end = START + timedelta(minutes=1)
+
+    with FrameQuery(db_dsn) as query:
+        for key in keys:
+            expected = [r for r in records if key in r.metadata]
+            assert query.search({key: {}}, START, end) == expected
+            assert query.search({key: {"s": "'; --"}}, START, end) == expected
+        for label in labels:
+            expected = [r for r in records if r.detections[0].label == label]
+            assert query.search(None, START, end, label=label) == expected
+        for camera in cameras:
+            own = [r for r in records if r.camera_id == camera]
+            assert list(query.frames(camera, START, end)) == own
+            assert query.latest(camera) == own[-1]
+            assert query.get(camera, own[0].captured_at, own[0].frame_number) == own[0]
+            assert query.search({}, START, end, camera_id=camera) == own
+            [row] = query.stats(START, end, camera_id=camera, bucket=_MINUTE)
+            assert row.camera_id == camera
+            assert row.frames == 7
+        assert {info.camera_id for info in query.cameras()} == set(cameras)
+        assert query.search({"zone": "x"}, START, end) == []
 
 
 def test_cameras_with_first_and_last_seen(
@@ -643,6 +778,59 @@ def test_the_bucket_across_where_raw_storage_begins_is_counted_by_every_source(
     assert answers["raw"] == answers["1m"] == answers["auto"]
     assert [row[2] for row in answers["raw"]] == [1]
     assert raw_plan.missing == ()
+
+
+def test_stats_read_from_two_levels_equal_stats_from_raw(db_dsn: str) -> None:
+    """The 1-minute level's older chunks dropped by hand: stats by the
+    minute come from that level where it still has its chunk and from raw
+    frames before, and equal those read from raw frames alone."""
+    center = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    center -= timedelta(days=60)
+    records = [
+        FrameRecord(
+            f"cam-{camera}",
+            center + timedelta(minutes=5 * step),
+            step + 6 * 288,
+            motion_score=(step * 37 % 100) / 100,
+            brightness=(step * 11 % 50) / 50,
+            detections=(Detection("person" if step % 3 else "car", 0.9),) if step % 2 else (),
+        )
+        for step in range(-6 * 288, 6 * 288)  # 12 days: more than a chunk of 1m
+        for camera in range(2)
+    ]
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        copy_batch(conn, encode_batch(records))  # older than the writer takes
+    refresh_rollups(db_dsn)
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        [(schema, table)] = conn.execute(
+            f"SELECT storage_schema, storage_table FROM ({LEVEL_STORAGE_SQL}) AS s"
+            " WHERE level = '1m'"
+        ).fetchall()
+        row = conn.execute(
+            "SELECT max(range_start) FROM timescaledb_information.chunks"
+            " WHERE hypertable_schema = %s AND hypertable_name = %s",
+            (schema, table),
+        ).fetchone()
+        assert row is not None
+        boundary = row[0]
+        conn.execute("SELECT drop_chunks('frame_stats_1m', older_than => %s)", (boundary,))
+    start, end = boundary - 2 * _DAY, boundary + 2 * _DAY
+
+    with FrameQuery(db_dsn) as query:
+        plan = query.plan(start, end, bucket=_MINUTE * 5)
+        stitched = query.stats(start, end, bucket=_MINUTE * 5)
+        raw = query.stats(start, end, bucket=_MINUTE * 5, resolution="raw")
+        hourly = query.stats(start, end, bucket=_HOUR)  # the 1h level kept both
+
+    assert [(part.source, part.start, part.end) for part in plan.parts] == [
+        ("1m", boundary, end),
+        ("raw", start, boundary),
+    ]
+    assert plan.missing == ()
+    assert any(row.bucket < boundary for row in stitched)
+    assert any(row.bucket >= boundary for row in stitched)
+    assert _comparable(stitched) == _comparable(raw)
+    assert sum(row.frames for row in hourly) == sum(row.frames for row in raw)
 
 
 def test_stats_include_frames_that_no_refresh_has_reached(db_dsn: str) -> None:
