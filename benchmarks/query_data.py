@@ -1,7 +1,11 @@
 """The Query API benchmarks' dataset: 7 days of 12 cameras at 1 frame/s
 (7,257,600 frames) ending at the last full hour before it was built, with
-rollups filled. Built once with SQL on the server and kept in a database named
-for its version; later runs reuse it. On the community edition, the raw days
+rollups filled, after a year of history kept as retention keeps it: the
+hourly and daily rollups for the 358 days before the week, the 1-minute
+rollup for the last 30 days, no raw frames (the history was written at one
+frame per camera every 10 minutes, rolled up, then its raw and older
+1-minute chunks dropped). Built once with SQL on the server and kept in a
+database named for its version; later runs reuse it. On the community edition, the raw days
 older than a day are compressed, as a production server keeps them, and the
 database's policies are paused during measurements (`_as_kept`).
 
@@ -22,15 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from framemeta import migrate
 from framemeta.embedded import EmbeddedServer
 
-DATASET = "framemeta_bench_week_v1"
+DATASET = "framemeta_bench_week_v2"
 """The database's name; change the suffix when the data below changes."""
 CAMERAS = 12
 DAYS = 7
+HISTORY_DAYS = 358
+"""Days of history before the week: with it, a year of the daily rollup."""
 
 # One hour of all cameras: motion bursts in about 5 % of the minutes of each
 # camera, detections in moving frames and one still frame in ten, four
@@ -76,6 +83,55 @@ CROSS JOIN LATERAL (
     WHERE m.motion >= 0.5 OR (hashint8(t.number * 11 + c) & 2147483647) %% 10 = 0
 ) AS d
 """
+
+
+# The history: one frame per camera every 10 minutes, some moving, some
+# with a detection, the same metadata keys as the week's.
+_HISTORY = """
+INSERT INTO frame_metadata (camera_id, captured_at, frame_number, width, height,
+                            motion_score, brightness, detection_count, detection_labels,
+                            detection_scores, detection_boxes, metadata)
+SELECT 'cam-' || lpad(c::text, 2, '0'),
+       t.at,
+       extract(epoch FROM t.at)::bigint,
+       1920, 1080,
+       CASE WHEN h %% 7 = 0 THEN 0.5 + (h %% 500) / 1000.0 ELSE (h %% 400) / 1000.0 END::real,
+       (0.3 + (h %% 400) / 1000.0)::real,
+       CASE WHEN h %% 5 = 0 THEN 1 ELSE 0 END,
+       CASE WHEN h %% 5 = 0
+            THEN ARRAY[(ARRAY['person', 'car', 'bicycle', 'dog', 'truck'])[1 + h %% 5]] END,
+       CASE WHEN h %% 5 = 0 THEN ARRAY[(0.3 + (h %% 690) / 1000.0)::real] END,
+       CASE WHEN h %% 5 = 0 THEN ARRAY[ARRAY[10, 20, 100, 200]::real[]] END,
+       jsonb_build_object('codec', 'h264', 'keyframe', h %% 3 = 0,
+                          'exposure_ms', 4 + (h & 255) / 21.0,
+                          'zone', (ARRAY['north-gate', 'loading-bay', 'lobby',
+                                         'car-park'])[c %% 4 + 1])
+FROM generate_series(0, %(cameras)s - 1) AS c
+CROSS JOIN generate_series(%(from)s::timestamptz, %(to)s::timestamptz - interval '1 second',
+                           interval '10 minutes') AS t (at)
+CROSS JOIN LATERAL (SELECT hashint8(extract(epoch FROM t.at)::bigint * 31 + c) & 2147483647)
+    AS x (h)
+"""
+
+
+def _write_history(conn: psycopg.Connection[Any], start: datetime) -> None:
+    """The frames of the year before the week (`_HISTORY`)."""
+    first = start - timedelta(days=HISTORY_DAYS)
+    for month in range(0, HISTORY_DAYS, 30):
+        since = first + timedelta(days=month)
+        until = min(start, since + timedelta(days=30))
+        conn.execute(_HISTORY, {"cameras": CAMERAS, "from": since, "to": until})
+
+
+def _keep_as_retention(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> None:
+    """Once every level is rolled up, the history as retention keeps it:
+    the raw chunks before the week dropped, and the 1-minute rollup's
+    chunks that ended 30 days before the end."""
+    conn.execute("SELECT drop_chunks('frame_metadata', older_than => %s::timestamptz)", (start,))
+    conn.execute(
+        "SELECT drop_chunks('frame_stats_1m', older_than => %s::timestamptz)",
+        (end - timedelta(days=30),),
+    )
 
 
 def _default_dir() -> Path:
@@ -159,6 +215,11 @@ def ensure_dataset(admin_dsn: str, say: object = print) -> tuple[str, datetime]:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {DATASET} WITH (FORCE)")
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        # Earlier versions of the dataset (about 2 GB each) make way.
+        for (older,) in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'framemeta\\_bench\\_week\\_v%'"
+        ).fetchall():
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(older)))
         conn.execute(f"CREATE DATABASE {DATASET}")
     migrate(dsn)
     end = dataset_end()
@@ -170,6 +231,9 @@ def ensure_dataset(admin_dsn: str, say: object = print) -> tuple[str, datetime]:
         # while it is in use.
         conn.execute("UPDATE framemeta_config SET value = 'never' WHERE key LIKE 'retention%'")
         conn.execute("SELECT framemeta_sync_retention_policies()")
+        _write_history(conn, start)
+        if callable(say):
+            say(f"dataset: {HISTORY_DAYS} days of history ({time.monotonic() - started:.0f} s)")
         for hour in range(DAYS * 24):
             conn.execute(
                 _HOUR,
@@ -180,6 +244,7 @@ def ensure_dataset(admin_dsn: str, say: object = print) -> tuple[str, datetime]:
         if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
             for relation in ("frame_stats_1m", "frame_stats_1h", "frame_stats_1d"):
                 conn.execute(f"CALL refresh_continuous_aggregate('{relation}', NULL, NULL)")
+        _keep_as_retention(conn, start, end)
         _as_kept(conn, end)
         conn.execute("VACUUM ANALYZE")
         conn.execute(

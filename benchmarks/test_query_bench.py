@@ -2,7 +2,7 @@
 shared buffers first: p50 and p99 of 1,000 varied calls of each method from
 a warm pool, and for calls that stream thousands of rows the time to the
 last typed record beside a bare psycopg ``fetchall()`` of the same rows as
-tuples, in the same run. `plan`, and `get` and the week of hourly stats
+tuples, call by call over 200 varied hours, in the same run. `plan`, and `get` and the week of hourly stats
 through `AsyncFrameQuery`, are measured the same way. Between the calls,
 the floors are timed too: a ``SELECT 1`` round trip beside every call, and
 the week of hourly stats received by libpq alone (`Beside`).
@@ -329,6 +329,59 @@ def test_search_a_day_of_every_camera(
     _measure(benchmark, beside, "search, a day of all cameras (limit 100)", call, 5.0)
 
 
+_LABELS: Final = ("person", "car", "bicycle", "dog", "truck")
+"""The dataset's labels, equally frequent; about one frame in seven has a
+detection, and one detection in eight has a confidence of 0.9 or more."""
+
+
+def test_search_a_camera_hour_by_label(
+    benchmark: BenchmarkFixture,
+    beside: Beside,
+    query: FrameQuery,
+    week: tuple[str, datetime],
+) -> None:
+    """A random camera-hour's detections of a random label at 0.9 or more
+    (15-50 frames)."""
+
+    def call(rng: random.Random) -> Any:
+        start = _moment(rng, week[1], timedelta(hours=1))
+        return query.search(
+            None,
+            start,
+            start + timedelta(hours=1),
+            camera_id=_camera(rng),
+            label=rng.choice(_LABELS),
+            min_confidence=0.9,
+        )
+
+    _measure(benchmark, beside, "search, a camera-hour by label", call, 5.0)
+
+
+def test_search_a_day_of_every_camera_by_label(
+    benchmark: BenchmarkFixture,
+    beside: Beside,
+    query: FrameQuery,
+    week: tuple[str, datetime],
+) -> None:
+    """The first 100 detections of a random label at 0.9 or more in a
+    random day of every camera: about 20 minutes of frames walked."""
+
+    def call(rng: random.Random) -> Any:
+        start = _moment(rng, week[1], timedelta(days=1))
+        found = query.search(
+            None,
+            start,
+            start + timedelta(days=1),
+            label=rng.choice(_LABELS),
+            min_confidence=0.9,
+            limit=100,
+        )
+        assert len(found) == 100
+        return found
+
+    _measure(benchmark, beside, "search, a day of all cameras by label (limit 100)", call, 5.0)
+
+
 def test_cameras(benchmark: BenchmarkFixture, beside: Beside, query: FrameQuery) -> None:
     _measure(benchmark, beside, "cameras", lambda rng: query.cameras(), 5.0)
 
@@ -354,13 +407,16 @@ def test_stats_of_a_camera_year_by_day(
     query: FrameQuery,
     week: tuple[str, datetime],
 ) -> None:
+    """A year ending up to 6 days before the dataset's end: 359-365 days
+    of the daily rollup (the history before the week, then the week)."""
+
     def call(rng: random.Random) -> Any:
-        return query.stats(
-            week[1] - timedelta(days=365),
-            week[1],
-            camera_id=_camera(rng),
-            bucket=timedelta(days=1),
+        end = week[1] - timedelta(hours=rng.randrange(DAYS * 24 - 24))
+        rows = query.stats(
+            end - timedelta(days=365), end, camera_id=_camera(rng), bucket=timedelta(days=1)
         )
+        assert len(rows) >= 358
+        return rows
 
     _measure(benchmark, beside, "stats, a camera-year by day", call, 5.0)
 
@@ -549,43 +605,54 @@ def test_stats_of_a_week_of_every_camera_by_hour_from_raw(
 # -- streaming: typed records beside a bare fetch ------------------------------
 
 
+STREAM_CALLS = 200
+"""Calls of each streaming benchmark, each beside a bare fetch of the same rows."""
+
+
 def _side_by_side(
     benchmark: BenchmarkFixture,
     name: str,
-    typed: Callable[[], int],
-    bare: tuple[str, str, tuple[Any, ...]],
+    typed: Callable[[tuple[Any, ...]], int],
+    bare: tuple[str, str],
+    arguments: Callable[[random.Random], tuple[Any, ...]],
 ) -> None:
-    """Alternate ``typed`` (rows counted) with a bare ``fetchall()`` of
-    ``bare`` (dsn, SQL, parameters) on a connection of its own: each of the
-    15 measured calls of ``typed`` follows a timed bare fetch. Record the
-    medians and their ratio; the bare fetch is the gate's reference."""
-    dsn, sql, params = bare
+    """Alternate ``typed`` (its rows counted) with a bare ``fetchall()`` of
+    ``bare`` (dsn, SQL) on a connection of its own, both given the same
+    varied ``arguments``: each of the `STREAM_CALLS` measured calls of
+    ``typed`` follows a timed bare fetch of the same rows. Record p50 and
+    p99 of both and the ratio of the medians; the bare fetch is the gate's
+    reference."""
+    dsn, sql = bare
+    rng = random.Random(name)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        counts: set[int] = set()
+        fetched: list[int] = []
+        counted: list[int] = []
+        current: list[tuple[Any, ...]] = []
         fetch = Reference(
-            lambda: counts.add(len(conn.execute(sql, params, prepare=False).fetchall()))
+            lambda: fetched.append(len(conn.execute(sql, current[-1], prepare=False).fetchall()))
         )
 
-        def counted() -> None:
-            counts.add(typed())
+        def setup() -> tuple[tuple[tuple[Any, ...]], dict[str, Any]]:
+            current.append(arguments(rng))
+            fetch()
+            return (current[-1],), {}
+
+        def count(args: tuple[Any, ...]) -> None:
+            counted.append(typed(args))
 
         warmup = 3
         benchmark.pedantic(  # type: ignore[no-untyped-call]
-            counted, setup=fetch, rounds=15, iterations=1, warmup_rounds=warmup
+            count, setup=setup, rounds=STREAM_CALLS, iterations=1, warmup_rounds=warmup
         )
-    assert len(counts) == 1  # the same rows every time
+    assert counted == fetched  # the same rows, call by call
+    assert min(counted) > 1000  # thousands of rows each
     assert benchmark.stats is not None
     typed_times = benchmark.stats.stats.data
-    typed_median = statistics.median(typed_times)
-    bare_median = fetch.median(skip=warmup)
-    STREAM_RATIOS[name] = typed_median / bare_median
+    bare_times = fetch.times[warmup:]
+    STREAM_RATIOS[name] = statistics.median(typed_times) / statistics.median(bare_times)
     fetch.record(benchmark, skip=warmup)
-    QUERY_RESULTS[f"{name} (typed)"] = (typed_median * 1000, max(typed_times) * 1000, None)
-    QUERY_RESULTS[f"{name} (bare fetchall)"] = (
-        bare_median * 1000,
-        max(fetch.times[warmup:]) * 1000,
-        None,
-    )
+    QUERY_RESULTS[f"{name} (typed)"] = (*_p50_p99(typed_times), None)
+    QUERY_RESULTS[f"{name} (bare fetchall)"] = (*_p50_p99(bare_times), None)
 
 
 _SELECT_FRAMES = (
@@ -594,13 +661,18 @@ _SELECT_FRAMES = (
 )
 
 
+def _an_hour(rng: random.Random, end: datetime) -> tuple[datetime, datetime]:
+    """A random whole hour of the dataset's week."""
+    start = end - timedelta(hours=1 + rng.randrange(DAYS * 24))
+    return start, start + timedelta(hours=1)
+
+
 @pytest.mark.parametrize("read", _READS)
 def test_frames_of_a_camera_hour_beside_a_bare_fetch(
     benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime], read: str
 ) -> None:
+    """A random camera's random hour: 3,600 rows."""
     dsn, end = week
-    start = end - timedelta(hours=30)
-    stop = start + timedelta(hours=1)
     sql = (
         f"{_SELECT_FRAMES} WHERE camera_id = %s AND captured_at >= %s AND captured_at < %s"
         " ORDER BY captured_at, frame_number"
@@ -608,8 +680,9 @@ def test_frames_of_a_camera_hour_beside_a_bare_fetch(
     _side_by_side(
         benchmark,
         f"frames, a camera-hour (3,600 rows), {read}",
-        lambda: _READS[read](query.frames("cam-05", start, stop)),
-        (dsn, sql, ("cam-05", start, stop)),
+        lambda args: _READS[read](query.frames(*args)),
+        (dsn, sql),
+        lambda rng: (_camera(rng), *_an_hour(rng, end)),
     )
 
 
@@ -617,9 +690,8 @@ def test_frames_of_a_camera_hour_beside_a_bare_fetch(
 def test_motion_events_of_an_hour_beside_a_bare_fetch(
     benchmark: BenchmarkFixture, query: FrameQuery, week: tuple[str, datetime], read: str
 ) -> None:
+    """Every camera's motion events in a random hour: about 2,000 rows."""
     dsn, end = week
-    start = end - timedelta(hours=30)
-    stop = start + timedelta(hours=1)
     sql = (
         f"{_SELECT_FRAMES} WHERE captured_at >= %s AND captured_at < %s AND motion_score >= 0.5"
         " AND motion_score >= %s ORDER BY captured_at, camera_id, frame_number"
@@ -627,8 +699,9 @@ def test_motion_events_of_an_hour_beside_a_bare_fetch(
     _side_by_side(
         benchmark,
         f"motion_events, all cameras for an hour, {read}",
-        lambda: _READS[read](query.motion_events(start, stop)),
-        (dsn, sql, (start, stop, 0.5)),
+        lambda args: _READS[read](query.motion_events(*args[:2], min_score=args[2])),
+        (dsn, sql),
+        lambda rng: (*_an_hour(rng, end), 0.5),
     )
 
 

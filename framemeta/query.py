@@ -556,19 +556,24 @@ class _Search:
         metadata condition to the GIN index."""
         filters: list[sql.Composable] = []
         if self.label is not None:
-            filters.append(sql.SQL("%(label)s = ANY(detection_labels)"))
+            # The literal matches the partial index of frames with
+            # detections (migration 0008): walked by key, it skips the
+            # frames without any.
+            filters.append(
+                sql.SQL("detection_labels IS NOT NULL AND %(label)s = ANY(detection_labels)")
+            )
             if self.min_confidence is not None:
                 filters.append(
                     sql.SQL(
                         "EXISTS (SELECT FROM unnest(detection_labels, detection_scores)"
-                        " AS d(l, s) WHERE d.l = %(label)s AND d.s >= %(min_confidence)s)"
+                        " AS d(l, s) WHERE d.l = %(label)s AND d.s >= %(min_confidence)s::real)"
                     )
                 )
         elif self.min_confidence is not None:
             filters.append(
                 sql.SQL(
                     "EXISTS (SELECT FROM unnest(detection_scores) AS s"
-                    " WHERE s >= %(min_confidence)s)"
+                    " WHERE s >= %(min_confidence)s::real)"
                 )
             )
         if self.contains is not None and contains:
@@ -1716,8 +1721,12 @@ class FrameQuery:
     ) -> list[FrameRecord]:
         """Frames in ``[start, end)`` whose metadata contains ``contains``
         (jsonb ``@>``; None matches any), optionally with a detection of
-        ``label`` at ``min_confidence`` or more; the first ``limit`` (at
-        most 10,000) in time order."""
+        ``label`` at ``min_confidence`` or more (compared at the precision
+        confidences are stored in, 32-bit: a detection written as 0.9
+        matches ``min_confidence=0.9``); the first ``limit`` (at most
+        10,000) in time order. Raises `ValidationError` naming the argument
+        for a naive or reversed range, a limit out of range, or a
+        ``contains`` that is not a JSON mapping."""
         return list(
             self._stream(_search(contains, label, min_confidence, start, end, camera_id, limit))
         )

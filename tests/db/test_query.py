@@ -314,6 +314,44 @@ def test_motion_events_are_found_through_the_partial_index(db_dsn: str) -> None:
         assert len(query.motion_events(start, end, camera_id="cam-2", min_score=0.8)) == 180
 
 
+def test_label_searches_walk_only_the_frames_with_detections(db_dsn: str) -> None:
+    """A day of 4 cameras at 1 frame/s, one frame in 7 with a detection:
+    a label search, of one camera or all, walks the partial index of the
+    frames with detections (migration 0008)."""
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number,"
+            " detection_count, detection_labels, detection_scores)"
+            " SELECT 'cam-' || c, %s + make_interval(secs => s), s,"
+            "        CASE WHEN s %% 7 = 0 THEN 1 ELSE 0 END,"
+            "        CASE WHEN s %% 7 = 0 THEN ARRAY[CASE WHEN s %% 2 = 0 THEN 'dog'"
+            "                                             ELSE 'car' END] END,"
+            "        CASE WHEN s %% 7 = 0 THEN ARRAY[(s %% 100) / 100.0]::real[] END"
+            "   FROM generate_series(0, 86399) AS s, generate_series(0, 3) AS c",
+            (START - _DAY,),
+        )
+        conn.execute("ANALYZE frame_metadata")
+        start, end = START - _HOUR * 3, START - _HOUR * 2
+        searches = [
+            framemeta.query._search(None, "dog", None, start, end, "cam-2", 100),
+            framemeta.query._search(None, "dog", 0.9, start, end, None, 100),
+        ]
+        for search in searches:
+            statement = search.first()
+            explain = sql.SQL("EXPLAIN (FORMAT JSON) {}").format(statement.query)
+            [(plan,)] = conn.execute(explain, statement.params).fetchall()
+            names = _index_names(plan[0]["Plan"])
+            assert any(name.endswith("frame_metadata_detections_idx") for name in names), names
+    with FrameQuery(db_dsn) as query:
+        dogs = query.search(None, start, end, camera_id="cam-2", label="dog", limit=1000)
+        sure = query.search(None, start, end, label="dog", min_confidence=0.9, limit=1000)
+    # Scores of 0.90 are stored as the real nearest 0.9, below the double
+    # 0.9: they match min_confidence=0.9 all the same.
+    hour = range(21 * 3600, 22 * 3600)  # the seconds of [start, end) in the day
+    assert len(dogs) == len([s for s in hour if s % 14 == 0])
+    assert len(sure) == 4 * len([s for s in hour if s % 14 == 0 and s % 100 >= 90])
+
+
 def test_search_by_metadata_and_by_detection(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery
 ) -> None:
