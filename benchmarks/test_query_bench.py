@@ -2,8 +2,9 @@
 shared buffers first: p50 and p99 of 1,000 varied calls of each method from
 a warm pool, and for calls that stream thousands of rows the time to the
 last typed record beside a bare psycopg ``fetchall()`` of the same rows as
-tuples, call by call over 200 varied hours, in the same run. `plan`, and `get` and the week of hourly stats
-through `AsyncFrameQuery`, are measured the same way. Between the calls,
+tuples, call by call over 200 varied hours, in the same run. `plan`, and
+`get` and the week of hourly stats through `AsyncFrameQuery`, are measured
+the same way. Between the calls,
 the floors are timed too: a ``SELECT 1`` round trip beside every call, and
 the week of hourly stats received by libpq alone (`Beside`).
 

@@ -295,6 +295,7 @@ _VALUE_TYPES: Final = {
     "page": "bigint",
     "at": "timestamptz",
     "number": "bigint",
+    "raw_from": "timestamptz",
 }
 
 
@@ -380,18 +381,22 @@ def _latest_all_statement(raw_from: datetime | None) -> _Statement:
     # of each camera's newest frame, in its newest chunk. A skip scan over
     # the raw primary key probed every chunk for every camera: 2.95 against
     # 1.12 ms at p50 for 12 cameras and 8 chunks, prepared, alternating.
+    # The day comes as a one-value subquery (`_value`): as a parameter, with
+    # a year of daily rows the server judged the generic plan dearer than
+    # one made for the value and planned every call (0.7 ms): 1.22 ms at
+    # p50, against 0.48 ms with the generic plan.
     return _Statement(
         sql.SQL(
             """
             SELECT latest.* FROM (
-                SELECT DISTINCT camera_id FROM frame_stats_1d WHERE bucket >= %(raw_from)s
+                SELECT DISTINCT camera_id FROM frame_stats_1d WHERE bucket >= {raw_from}
             ) AS cameras CROSS JOIN LATERAL (
                 SELECT {} FROM frame_metadata AS f WHERE f.camera_id = cameras.camera_id
                 ORDER BY f.captured_at DESC, f.frame_number DESC LIMIT 1
             ) AS latest
             ORDER BY latest.camera_id
             """
-        ).format(_FRAME_COLUMNS),
+        ).format(_FRAME_COLUMNS, raw_from=_value("raw_from")),
         # Nothing kept: any day will do, no frame is found.
         {"raw_from": _floor(raw_from or _ORIGIN, timedelta(days=1))},
     )

@@ -310,6 +310,73 @@ def test_queries_reports_framemeta_statements_and_flags_slow_ones(db_dsn: str) -
     assert latest[0]["calls"] == 3
     assert any("frame_stats_1m" in s["query"] for s in statements)
     assert all(not s["query"].lstrip().upper().startswith("CREATE") for s in statements)
-    assert "statement(s) with a mean of 10 ms or more" in table.stdout
+    assert "queries with a mean of 10 ms or more" in table.stdout
     assert strict.returncode == 1
     assert "SLOW" in strict.stdout
+
+
+def test_queries_flags_slow_reads_at_10_ms_and_never_writes_or_maintenance(
+    db_dsn: str,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from framemeta import FrameQuery
+
+    now = datetime.now(UTC)
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, motion_score)"
+            " SELECT 'cam-' || n %% 4, %s - n * interval '10 ms', n, 0.25"
+            " FROM generate_series(1, 400000) AS n",
+            (now - timedelta(hours=1),),
+        )
+        conn.execute("SELECT framemeta_apply_retention()")
+    with FrameQuery(db_dsn) as query:
+        query.latest("cam-1")
+        # Every frame's statistics, from raw frames: 400,000 rows aggregated.
+        query.stats(now - timedelta(hours=3), now, bucket=timedelta(seconds=10), resolution="raw")
+
+    report = run_cli("queries", "--dsn", db_dsn, "--json", "--limit", "500")
+    checked = run_cli("queries", "--dsn", db_dsn, "--check")
+    strict = run_cli("queries", "--dsn", db_dsn, "--json", "--threshold-ms", "0")
+
+    assert report.returncode == 0, report.stderr
+    statements = json.loads(report.stdout)
+    kinds = {s["kind"] for s in statements}
+    assert kinds == {"query", "write", "maintenance"}
+    inserts = [s for s in statements if s["query"].startswith("INSERT INTO frame_metadata")]
+    assert [s["kind"] for s in inserts] == ["write"]
+    assert inserts[0]["mean_ms"] >= 10  # 400,000 frames, and not flagged
+    assert not any(s["query"].upper().startswith(("ALTER", "CREATE")) for s in statements)
+    assert [s["kind"] for s in statements if "framemeta_apply_retention" in s["query"]] == [
+        "maintenance"
+    ]
+    slow = [s for s in statements if s["slow"]]
+    assert slow  # the raw statistics, at 10 ms or more
+    assert all(s["kind"] == "query" and s["mean_ms"] >= 10 for s in slow)
+    assert all(not s["slow"] for s in statements if s["mean_ms"] < 10)
+    assert checked.returncode == 1
+    assert "SLOW" in checked.stdout
+    assert all(s["slow"] == (s["kind"] == "query") for s in json.loads(strict.stdout))
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind"),
+    [
+        ("COPY frame_metadata (camera_id) FROM STDIN (FORMAT BINARY)", "write"),
+        ("INSERT INTO frame_metadata VALUES ($1)", "write"),
+        (
+            "WITH gone AS (DELETE FROM frame_metadata RETURNING 1) SELECT count(*) FROM gone",
+            "write",
+        ),
+        ("SELECT framemeta_apply_retention()", "maintenance"),
+        ("CALL refresh_continuous_aggregate($1::regclass, $2, $3)", "maintenance"),
+        ("SELECT framemeta_rebuild_rollup($1, $2, $3, $4)", "maintenance"),
+        ("SELECT compress_chunk(c) FROM show_chunks($1) AS c", "maintenance"),
+        ("SELECT camera_id, max(captured_at) FROM frame_metadata GROUP BY 1", "query"),
+        ("WITH s AS MATERIALIZED (SELECT 1) SELECT * FROM frame_stats_1h, s", "query"),
+        ("SELECT last_updated FROM frame_stats_1d", "query"),
+    ],
+)
+def test_statement_kinds(statement: str, kind: str) -> None:
+    assert _status.statement_kind(statement) == kind
