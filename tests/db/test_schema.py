@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from framemeta import MigrationError, migrate
+from framemeta.maintenance import LEVEL_STORAGE_SQL
 from framemeta.schema import load_migrations, migration_status, migrations_dir
 
 
@@ -200,3 +201,22 @@ def test_new_chunks_toast_large_values_with_lz4(db_dsn: str) -> None:
             "SELECT DISTINCT pg_column_compression(metadata) FROM frame_metadata"
         ).fetchall()
     assert methods == [("lz4",)]
+
+
+def test_every_rollup_is_indexed_by_bucket(db_dsn: str) -> None:
+    """Stats of every camera read a range of buckets: on the Apache edition
+    each rollup table has an index on its bucket alone (0006, 0009); the
+    community edition's materialization hypertables come with one."""
+    with psycopg.connect(db_dsn) as conn:
+        rows = conn.execute(
+            f"SELECT s.level, s.storage_schema, s.storage_table FROM ({LEVEL_STORAGE_SQL}) AS s"
+            " WHERE s.level <> 'raw'"
+        ).fetchall()
+        for level, schema, table in rows:
+            [(leading,)] = conn.execute(
+                "SELECT array_agg(a.attname::text) FROM pg_index AS i"
+                " JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+                " WHERE i.indrelid = format('%%I.%%I', %s::text, %s::text)::regclass",
+                (schema, table),
+            ).fetchall()
+            assert "bucket" in leading, (level, leading)
