@@ -486,7 +486,10 @@ class StatementStats:
 # Statements that touch framemeta's relations or functions; DDL and EXPLAIN
 # are left out (migrations and people, not the application).
 _FRAMEMETA_STATEMENTS: Final = r"(frame_metadata|frame_stats_1[mhd]|framemeta_)"
-_NOT_APPLICATION: Final = r"^\s*(explain|create|alter|drop|grant|revoke|comment|do|analyze|vacuum)\y"  # PostgreSQL's word boundary is \y (its \b is a backspace)
+# PostgreSQL's word boundary is \y (its \b is a backspace).
+_NOT_APPLICATION: Final = (
+    r"^\s*(explain|create|alter|drop|grant|revoke|comment|do|analyze|vacuum)\y"
+)
 
 
 _WRITE: Final = re.compile(
