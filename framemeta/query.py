@@ -528,12 +528,18 @@ class _Search:
     limit: int
 
     def first(self) -> _Statement:
-        if self.camera_id is not None:
-            return self._one_camera()
+        if self.camera_id is not None or self._by_detections():
+            return self._walk()
         if self.contains is not None:
             middle = min(self.end, self.start + _SEARCH_FIRST_WINDOW)
             return self._window(self.start, middle, self.limit, "first")
         return self._window(self.start, min(self.end, self.start + _SEARCH_WINDOW), self.limit)
+
+    def _by_detections(self) -> bool:
+        """A search of every camera by detection alone: one walk of the
+        frames with detections in time order (migration 0010), which ends
+        where the limit is filled."""
+        return self.contains is None and (self.label is not None or self.min_confidence is not None)
 
     def next(self, page: _Statement, records: list[FrameRecord], fetched: int) -> _Statement | None:
         """A search of one camera is one statement. Across every camera, a
@@ -544,7 +550,7 @@ class _Search:
         a few more statements, and stops as soon as it has enough, where one
         statement over the whole range would scan all of it (a label at a
         high confidence over a day: 330 ms)."""
-        if self.camera_id is not None or fetched >= self.limit:
+        if self.camera_id is not None or self._by_detections() or fetched >= self.limit:
             return None
         if self.contains is not None:
             if "first_end" not in page.params or page.params["first_end"] >= self.end:
@@ -560,13 +566,14 @@ class _Search:
         """The conditions on each frame; ``contains`` False leaves the
         metadata condition to the GIN index."""
         filters: list[sql.Composable] = []
+        if self.label is not None or self.min_confidence is not None:
+            # The literal matches the partial indexes of frames with
+            # detections (migrations 0008 and 0010): walked by key, they
+            # skip the frames without any. Labels and scores are written
+            # together, both NULL when a frame has no detection.
+            filters.append(sql.SQL("detection_labels IS NOT NULL"))
         if self.label is not None:
-            # The literal matches the partial index of frames with
-            # detections (migration 0008): walked by key, it skips the
-            # frames without any.
-            filters.append(
-                sql.SQL("detection_labels IS NOT NULL AND %(label)s = ANY(detection_labels)")
-            )
+            filters.append(sql.SQL("%(label)s = ANY(detection_labels)"))
             if self.min_confidence is not None:
                 filters.append(
                     sql.SQL(
@@ -608,15 +615,16 @@ class _Search:
             "limit": self.limit,
         }
 
-    def _one_camera(self) -> _Statement:
-        # The primary key narrows the range to a few thousand rows;
-        # intersecting the GIN index over whole chunks costs more.
-        conditions = [
-            sql.SQL(
-                "camera_id = %(camera)s AND captured_at >= %(start)s AND captured_at < %(end)s"
-            ),
-            *self._filters(),
+    def _walk(self) -> _Statement:
+        # One camera: the primary key (or 0008's index) narrows the range
+        # to a few thousand rows; intersecting the GIN index over whole
+        # chunks costs more. Every camera by detection: 0010's index.
+        conditions: list[sql.Composable] = [
+            sql.SQL("captured_at >= %(start)s AND captured_at < %(end)s")
         ]
+        if self.camera_id is not None:
+            conditions.append(sql.SQL("camera_id = %(camera)s"))
+        conditions += self._filters()
         query = sql.SQL(
             "SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at, camera_id,"
             " frame_number LIMIT %(limit)s"
@@ -1395,6 +1403,11 @@ def _check_contains(contains: object) -> bytes | None:
         return None
     if not isinstance(contains, Mapping) or not all(isinstance(key, str) for key in contains):
         raise ValidationError("contains", contains, "must be a mapping with str keys")
+    if not contains:
+        # Contains nothing: matches every frame, as None does. Frames
+        # written without metadata hold NULL, which no index condition
+        # (`metadata @> '{}'`) would match.
+        return None
     try:
         return orjson.dumps(contains)
     except TypeError as exc:
@@ -1725,7 +1738,7 @@ class FrameQuery:
         limit: int = 100,
     ) -> list[FrameRecord]:
         """Frames in ``[start, end)`` whose metadata contains ``contains``
-        (jsonb ``@>``; None matches any), optionally with a detection of
+        (jsonb ``@>``; None or ``{}`` matches any frame), optionally with a detection of
         ``label`` at ``min_confidence`` or more (compared at the precision
         confidences are stored in, 32-bit: a detection written as 0.9
         matches ``min_confidence=0.9``); the first ``limit`` (at most

@@ -161,12 +161,15 @@ def test_raw_table_has_exactly_the_chosen_indexes(db_dsn: str) -> None:
         "frame_metadata_metadata_idx",
         "frame_metadata_motion_idx",
         "frame_metadata_detections_idx",
+        "frame_metadata_detections_time_idx",
     }
     assert "(camera_id, captured_at, frame_number)" in indexes["frame_metadata_pkey"]
     assert "gin (metadata jsonb_path_ops)" in indexes["frame_metadata_metadata_idx"]
     assert "WHERE (motion_score >= (0.5)" in indexes["frame_metadata_motion_idx"]
     detections = indexes["frame_metadata_detections_idx"]
     assert "(camera_id, captured_at) WHERE (detection_labels IS NOT NULL)" in detections
+    by_time = indexes["frame_metadata_detections_time_idx"]
+    assert "(captured_at, camera_id) WHERE (detection_labels IS NOT NULL)" in by_time
 
 
 def test_edition_is_recorded_for_later_migrations(db_dsn: str) -> None:
