@@ -316,9 +316,9 @@ def test_motion_events_are_found_through_the_partial_index(db_dsn: str) -> None:
 
 def test_label_searches_walk_only_the_frames_with_detections(db_dsn: str) -> None:
     """A day of 4 cameras at 1 frame/s, one frame in 7 with a detection:
-    a search by label or confidence, of one camera or all, walks a partial
-    index of the frames with detections (migrations 0008 and 0010), in one
-    statement."""
+    a search by label or confidence walks a partial index of the frames
+    with detections in one statement: one camera's hour by camera and time
+    (migration 0008), every camera's day by time (0010)."""
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO frame_metadata (camera_id, captured_at, frame_number,"
@@ -334,18 +334,21 @@ def test_label_searches_walk_only_the_frames_with_detections(db_dsn: str) -> Non
         conn.execute("ANALYZE frame_metadata")
         start, end = START - _HOUR * 3, START - _HOUR * 2
         searches = [
-            framemeta.query._search(None, "dog", None, start, end, "cam-2", 100),
-            framemeta.query._search(None, "dog", 0.9, start, end, None, 100),
-            framemeta.query._search(None, None, 0.9, start, end, None, 100),
+            (framemeta.query._search(None, "dog", None, start, end, "cam-2", 100), "_idx"),
+            (
+                framemeta.query._search(None, "dog", 0.9, START - _DAY, START, None, 100),
+                "_time_idx",
+            ),
+            (framemeta.query._search(None, None, 0.9, START - _DAY, START, None, 100), "_time_idx"),
         ]
-        for search in searches:
+        for search, index in searches:
             statement = search.first()
             assert search.next(statement, [], 0) is None  # one statement
             explain = sql.SQL("EXPLAIN (FORMAT JSON) {}").format(statement.query)
             [(plan,)] = conn.execute(explain, statement.params).fetchall()
             names = _index_names(plan[0]["Plan"])
             assert names, plan
-            assert all("frame_metadata_detections" in name for name in names), names
+            assert all(name.endswith(f"frame_metadata_detections{index}") for name in names), names
     with FrameQuery(db_dsn) as query:
         dogs = query.search(None, start, end, camera_id="cam-2", label="dog", limit=1000)
         sure = query.search(None, start, end, label="dog", min_confidence=0.9, limit=1000)
