@@ -890,6 +890,10 @@ _PACKED_READ: Final = sql.SQL(
 )
 
 
+_STORED_COLUMNS: Final = _ROLLUP_COLUMNS.format(**_extremes(regroup=False, real=False))
+"""A rollup level's columns as stored."""
+
+
 def _stats_call(
     part: PlanPart, bucket: timedelta, camera_id: str | None, coverage: _Coverage
 ) -> tuple[_Statement, Callable[[tuple[Any, ...]], StatsRow]]:
@@ -911,7 +915,9 @@ def _stats_call(
         return _Statement(query, params, binary=True, stream=True), _packed_stats_row
     if part.source == "raw":
         query = _FROM_RAW.format(camera=camera)
-    elif bucket == _WIDTHS[part.source]:
+        return _Statement(_STATS_OUTER.format(query), params, binary=True, stream=True), _stats_row
+    level, params["stored_to"] = _level_source(part, coverage)
+    if bucket == _WIDTHS[part.source]:
         # The level's own buckets: read them as stored, nothing to regroup,
         # sorted before a continuous aggregate's minima and maxima are
         # converted (`_extremes`), so that the sort moves the stored values
@@ -923,20 +929,41 @@ def _stats_call(
             " ORDER BY 1, 2) AS sorted"
         ).format(
             _ROLLUP_COLUMNS.format(**_extremes(regroup=False, real=real)),
-            _ROLLUP_COLUMNS.format(**_extremes(regroup=False, real=False)),
-            sql.Identifier(_RELATIONS[part.source]),
+            _STORED_COLUMNS,
+            level,
             camera,
         )
     else:
         query = sql.SQL(
             "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
             " GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(
-            _REGROUPED.format(**_extremes(regroup=True, real=real)),
-            sql.Identifier(_RELATIONS[part.source]),
-            camera,
-        )
+        ).format(_REGROUPED.format(**_extremes(regroup=True, real=real)), level, camera)
     return _Statement(_STATS_OUTER.format(query), params, binary=True, stream=True), _stats_row
+
+
+def _level_source(part: PlanPart, coverage: _Coverage) -> tuple[sql.Composable, datetime | None]:
+    """The relation ``part`` of a rollup level is read from, and the
+    watermark it splits at (None: no split). A continuous aggregate's view
+    (community edition) gives its materialised buckets below the watermark
+    and computes the rest from the level below, and the server plans that
+    whole real-time hierarchy (1d over 1h over 1m over raw) at every read.
+    The buckets below the watermark (as last read: a watermark only moves
+    on) come straight from the materialization hypertable instead, the
+    same rows the view would give; only buckets from there on go through
+    the view."""
+    view = sql.Identifier(_RELATIONS[part.source])
+    stored = coverage.stored.get(part.source)
+    mark = coverage.materialized_to.get(part.source)
+    if stored is None or mark is None or mark <= part.start:
+        return view, None
+    table = sql.Identifier(*stored)
+    if mark >= part.end:
+        return table, None
+    split = sql.SQL(
+        "(SELECT {columns} FROM {table} WHERE bucket < %(stored_to)s"
+        " UNION ALL SELECT {columns} FROM {view} WHERE bucket >= %(stored_to)s) AS level"
+    ).format(columns=_STORED_COLUMNS, table=table, view=view)
+    return split, mark
 
 
 class _ReadStatsRow(StatsRow):
@@ -1148,6 +1175,10 @@ class _Coverage:
     """Community edition: each rollup level's watermark (None: never
     refreshed; `_WATERMARKS`). Empty on the Apache edition, whose rollups
     are current."""
+    stored: Mapping[str, tuple[str, str]] = attrs.field(factory=dict)
+    """Community edition: each rollup level's materialization hypertable
+    (schema, name), read below its watermark (`_level_source`). Empty on
+    the Apache edition."""
 
     @classmethod
     def from_rows(
@@ -1175,6 +1206,11 @@ class _Coverage:
                     kept[level] = kept[finer]
         levels = {relation: level for level, relation in _RELATIONS.items()}
         watermarks = {levels[view]: mark for view, mark in watermark_rows if view in levels}
+        stored = {
+            row[0]: (row[6], row[7])
+            for row in rows
+            if row[0] in watermarks and row[7] != _RELATIONS[row[0]]
+        }
         return cls(
             kept,
             retention,
@@ -1185,6 +1221,7 @@ class _Coverage:
             lost,
             time.monotonic(),
             watermarks,
+            stored,
         )
 
     def states(self) -> tuple[LevelState, ...]:

@@ -925,6 +925,21 @@ def test_stats_include_frames_that_no_refresh_has_reached(db_dsn: str) -> None:
             query.stats(start, end, bucket=timedelta(days=1), resolution="raw")
         )
         assert sum(row.frames for row in daily) == 2400
+        hourly = query.plan(start, end, bucket=timedelta(hours=1), resolution="1h")
+        coverage = query._current_coverage()
+    if coverage.edition == "timescale":
+        # The hours below the watermark come straight from the
+        # materialization hypertable, the rest through the real-time view:
+        # the answers above equal raw's.
+        mark = coverage.materialized_to["1h"]
+        assert mark is not None
+        assert start < mark < end
+        [(statement, _)] = framemeta.query._stats_calls(hourly, None, coverage)
+        assert statement.params["stored_to"] == mark
+        with psycopg.connect(db_dsn) as conn:
+            text = statement.query.as_string(conn)
+            assert sql.Identifier(*coverage.stored["1h"]).as_string(conn) in text
+            assert '"frame_stats_1h"' in text
 
 
 def test_stats_cover_whole_buckets_and_derive_averages(
