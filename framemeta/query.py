@@ -618,17 +618,33 @@ class _Search:
     def _walk(self) -> _Statement:
         # One camera: the primary key (or 0008's index) narrows the range
         # to a few thousand rows; intersecting the GIN index over whole
-        # chunks costs more. Every camera by detection: 0010's index.
+        # chunks costs more.
         conditions: list[sql.Composable] = [
             sql.SQL("captured_at >= %(start)s AND captured_at < %(end)s")
         ]
         if self.camera_id is not None:
             conditions.append(sql.SQL("camera_id = %(camera)s"))
         conditions += self._filters()
+        where = sql.SQL(" AND ").join(conditions)
+        if self.camera_id is not None:
+            query = sql.SQL(
+                "SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at, camera_id,"
+                " frame_number LIMIT %(limit)s"
+            ).format(_FRAME_COLUMNS, where)
+            return _Statement(query, self._params())
+        # Every camera by detection: the first frames by time alone (0010's
+        # index), with every frame that shares the last one's time, then in
+        # framemeta's order. Ordered by time alone, a compressed chunk
+        # (community edition, ordered by time within each camera) merges
+        # its cameras' batches and decompresses only the first few; with
+        # the camera in the order, it decompressed the whole day (a label
+        # at 0.9 in a day of 12 cameras: 77 against 4.9 ms at p50; on the
+        # Apache edition 2.33 against 1.80).
         query = sql.SQL(
-            "SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at, camera_id,"
-            " frame_number LIMIT %(limit)s"
-        ).format(_FRAME_COLUMNS, sql.SQL(" AND ").join(conditions))
+            "SELECT * FROM (SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at"
+            " FETCH FIRST %(limit)s ROWS WITH TIES) AS first"
+            " ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s"
+        ).format(_FRAME_COLUMNS, where)
         return _Statement(query, self._params())
 
     def _window(

@@ -19,7 +19,7 @@ from psycopg import sql
 from benchmarks.frames import synthetic_frames
 from framemeta import FrameQuery, MetadataWriter, migrate
 from framemeta.maintenance import erase_frames, maintain, set_retention
-from framemeta.query import _get_statement
+from framemeta.query import _get_statement, _search
 from tests.frames import frames, refresh_rollups
 from tests.rollup_checks import assert_rollups_consistent
 
@@ -220,9 +220,23 @@ def test_reads_reach_frames_in_compressed_chunks_by_their_batch(
         ]
         tagged = [record for record in camera_frames if record.metadata]
         assert query.search({"zone": "gate"}, start, end, camera_id="cam-02") == tagged[:100]
+        # Every camera by label: the cameras' frames share their times, so
+        # the tenth match ties with two more, and framemeta's order picks.
+        first, last = written[0].captured_at, written[-1].captured_at + timedelta(seconds=1)
+        people = [record for record in written if record.detections]
+        assert query.search(None, first, last, label="person", limit=10) == people[:10]
+        assert query.search(None, first, last, label="person", limit=1000) == people[:1000]
 
         statement = _get_statement(*camera_frames[5678].key, columnstore=True)
         with conn.cursor() as cursor:
             explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement.query)
             [(plan,)] = cursor.execute(explain, statement.params).fetchall()
         assert 1 <= _decompressed_rows(plan[0]["Plan"]) <= 1000
+
+        # The search merges the cameras' first batches, by time: it
+        # decompresses a batch of each camera, not the 48,000 frames.
+        search = _search(None, "person", None, first, last, None, 100).first()
+        with conn.cursor() as cursor:
+            explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(search.query)
+            [(plan,)] = cursor.execute(explain, search.params).fetchall()
+        assert 1 <= _decompressed_rows(plan[0]["Plan"]) <= 4 * 1000

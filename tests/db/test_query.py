@@ -379,6 +379,35 @@ def test_search_by_metadata_and_by_detection(
     assert len(people) == sum(1 for r in records if r.detections)
     assert unsure == []  # every detection has confidence 0.875
     assert first_three == gate[:3]
+    # The cameras' frames share their times: the tenth match ties with two
+    # more, and framemeta's order (time, camera, frame number) picks.
+    ordered = sorted(records, key=lambda r: (r.captured_at, r.camera_id, r.frame_number))
+    tied = query.search(None, start, end, label="person", limit=10)
+    assert tied == [r for r in ordered if r.detections][:10]
+    assert len({r.captured_at for r in tied}) == 3
+
+
+def test_a_search_across_cameras_orders_frames_of_the_same_time_by_camera(db_dsn: str) -> None:
+    # Three cameras' frames at the same times, written last camera first:
+    # the index finds each time's frames in the order they were written.
+    records = [
+        FrameRecord(
+            f"cam-{camera}",
+            START + timedelta(seconds=second),
+            second,
+            detections=(Detection("dog", 0.95),),
+        )
+        for second in range(3)
+        for camera in (2, 1, 0)
+    ]
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(records)
+    ordered = sorted(records, key=lambda r: (r.captured_at, r.camera_id, r.frame_number))
+
+    with FrameQuery(db_dsn) as query:
+        for limit in (1, 4, 9):
+            found = query.search(None, START, START + _HOUR, label="dog", limit=limit)
+            assert found == ordered[:limit], limit
 
 
 def test_a_rare_label_is_found_in_time_order_across_cameras(db_dsn: str) -> None:
