@@ -542,14 +542,13 @@ class _Search:
         return self.contains is None and (self.label is not None or self.min_confidence is not None)
 
     def next(self, page: _Statement, records: list[FrameRecord], fetched: int) -> _Statement | None:
-        """A search of one camera is one statement. Across every camera, a
-        search for metadata takes a second statement only when its first
-        minute did not fill the limit (`_rest_then_index`); one without
-        ``contains`` reads windows that double until the limit is filled. A
-        frequent label fills it in the first five minutes; a rare one costs
-        a few more statements, and stops as soon as it has enough, where one
-        statement over the whole range would scan all of it (a label at a
-        high confidence over a day: 330 ms)."""
+        """A search of one camera is one statement, and so is a search of
+        every camera by detection alone (`_by_detections`). Across every
+        camera, a search for metadata takes a second statement only when
+        its first minute did not fill the limit (`_rest_then_index`); one
+        with no condition at all reads windows that double until the limit
+        is filled, where one statement over the whole range would read and
+        sort all of it (every camera's frames are found only by camera)."""
         if self.camera_id is not None or self._by_detections() or fetched >= self.limit:
             return None
         if self.contains is not None:

@@ -69,7 +69,12 @@ def test_migrate_status_lists_files(fresh_database: str) -> None:
     result = run_cli("migrate", "--status", "--dsn", fresh_database)
 
     assert result.returncode == 0
-    assert "0001_extension_roles_config.sql  pending" in result.stdout
+    # One line per file, its name then its state, in columns as wide as
+    # the longest name.
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["0001_extension_roles_config.sql", "pending"]
+    assert all(line.split()[1:] == ["pending"] for line in lines), lines
+    assert len({line.index("pending") for line in lines}) == 1, lines
 
 
 def test_dsn_comes_from_the_environment(fresh_database: str) -> None:
