@@ -78,7 +78,9 @@ def test_policies_run_as_the_owner_role_and_succeed(
                 (list(jobs),),
             )
         }
-        if len(statuses) == len(jobs) and all(runs for _, runs in statuses.values()):
+        # A job counts its run when it starts, and has its status when it
+        # ends: wait for both.
+        if len(statuses) == len(jobs) and all(s and runs for s, runs in statuses.values()):
             break
         time.sleep(0.5)
     conn.close()
