@@ -632,18 +632,38 @@ class _Search:
             ).format(_FRAME_COLUMNS, where)
             return _Statement(query, self._params())
         # Every camera by detection: the first frames by time alone (0010's
-        # index), with every frame that shares the last one's time, then in
-        # framemeta's order. Ordered by time alone, a compressed chunk
-        # (community edition, ordered by time within each camera) merges
-        # its cameras' batches and decompresses only the first few; with
-        # the camera in the order, it decompressed the whole day (a label
-        # at 0.9 in a day of 12 cameras: 77 against 4.9 ms at p50; on the
-        # Apache edition 2.33 against 1.80).
+        # index), one more than the limit, then in framemeta's order. Ordered
+        # by time alone, a compressed chunk (community edition, ordered by
+        # time within each camera) merges its cameras' batches and
+        # decompresses only the first few; with the camera in the order, it
+        # decompressed the whole day (a label at 0.9 in a day of 12 cameras:
+        # 77 against 4.9 ms at p50; on the Apache edition 2.33 against
+        # 1.80). Frames at the same time come in any order, so when the
+        # limit falls among frames of one time (the last one fetched and the
+        # one before it share it), all the frames of that time are fetched
+        # (a one-time filter: the statement does not read them otherwise).
+        # FETCH FIRST ... WITH TIES would say it in one clause, but
+        # TimescaleDB's ordered ChunkAppend bounds its children's sorts by
+        # the limit as if it were a plain one. The limit comes from a
+        # one-value subquery: as a parameter, the community edition's server
+        # planned every call for its value (0.68 ms), as for `frames`.
         query = sql.SQL(
-            "SELECT * FROM (SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at"
-            " FETCH FIRST %(limit)s ROWS WITH TIES) AS first"
-            " ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s"
-        ).format(_FRAME_COLUMNS, where)
+            """
+            WITH first AS MATERIALIZED (
+                SELECT {columns} FROM frame_metadata WHERE {where}
+                ORDER BY captured_at LIMIT (SELECT %(limit)s + 1)
+            ), tail AS MATERIALIZED (
+                SELECT max(captured_at) AS at, count(*) > %(limit)s AS cut FROM first
+            )
+            SELECT * FROM first
+             WHERE captured_at < (SELECT at FROM tail) OR NOT (SELECT cut FROM tail)
+            UNION ALL
+            SELECT {columns} FROM frame_metadata
+             WHERE {where} AND captured_at = (SELECT at FROM tail) AND (SELECT cut FROM tail)
+               AND (SELECT count(*) FROM first WHERE captured_at = (SELECT at FROM tail)) > 1
+            ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s
+            """
+        ).format(columns=_FRAME_COLUMNS, where=where)
         return _Statement(query, self._params())
 
     def _window(
@@ -962,10 +982,13 @@ def _level_source(part: PlanPart, coverage: _Coverage) -> tuple[sql.Composable, 
     (community edition) gives its materialised buckets below the watermark
     and computes the rest from the level below, and the server plans that
     whole real-time hierarchy (1d over 1h over 1m over raw) at every read.
-    The buckets below the watermark (as last read: a watermark only moves
-    on) come straight from the materialization hypertable instead, the
-    same rows the view would give; only buckets from there on go through
-    the view."""
+    The buckets below the watermark (as last read, at most
+    `_COVERAGE_TTL_S` ago: a refresh only moves it on) come straight from
+    the materialization hypertable instead, the same rows the view would
+    give; only buckets from there on go through the view. Dropping an
+    aggregate's newest chunks by hand, or recreating it, within those
+    seconds would make the cached watermark or table wrong until the next
+    read; framemeta does neither (retention drops the oldest chunks)."""
     view = sql.Identifier(_RELATIONS[part.source])
     stored = coverage.stored.get(part.source)
     mark = coverage.materialized_to.get(part.source)
