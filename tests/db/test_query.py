@@ -970,6 +970,31 @@ def test_stats_include_frames_that_no_refresh_has_reached(db_dsn: str) -> None:
             assert sql.Identifier(*coverage.stored["1h"]).as_string(conn) in text
             assert '"frame_stats_1h"' in text
 
+    # A refresh moves the watermarks on while a plan's are cached: the
+    # answer is still raw's. Read again, the whole range comes from the
+    # materialization hypertable alone.
+    with FrameQuery(db_dsn) as query:
+        cached = query._current_coverage()
+        refresh_rollups(db_dsn)
+        answer = query.stats(start, end, bucket=timedelta(hours=1), resolution="1h")
+        assert query._current_coverage() is cached
+        assert _comparable(answer) == _comparable(raw)
+        query._coverage = None
+        fresh = query._current_coverage()
+        hourly = query.plan(start, end, bucket=timedelta(hours=1), resolution="1h")
+        answer = query.stats(start, end, bucket=timedelta(hours=1), resolution="1h")
+        assert _comparable(answer) == _comparable(raw)
+    if fresh.edition == "timescale":
+        mark = fresh.materialized_to["1h"]
+        assert mark is not None
+        assert mark >= end
+        [(statement, _)] = framemeta.query._stats_calls(hourly, None, fresh)
+        assert statement.params["stored_to"] is None
+        with psycopg.connect(db_dsn) as conn:
+            text = statement.query.as_string(conn)
+            assert sql.Identifier(*fresh.stored["1h"]).as_string(conn) in text
+            assert '"frame_stats_1h"' not in text
+
 
 def test_stats_cover_whole_buckets_and_derive_averages(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery
