@@ -528,8 +528,10 @@ class _Search:
     limit: int
 
     def first(self) -> _Statement:
-        if self.camera_id is not None or self._by_detections():
-            return self._walk()
+        if self.camera_id is not None:
+            return self._one_camera()
+        if self._by_detections():
+            return self._by_time()
         if self.contains is not None:
             middle = min(self.end, self.start + _SEARCH_FIRST_WINDOW)
             return self._window(self.start, middle, self.limit, "first")
@@ -614,23 +616,26 @@ class _Search:
             "limit": self.limit,
         }
 
-    def _walk(self) -> _Statement:
-        # One camera: the primary key (or 0008's index) narrows the range
-        # to a few thousand rows; intersecting the GIN index over whole
-        # chunks costs more.
+    def _where(self) -> sql.Composable:
+        """The range, the camera if one, and `_filters`."""
         conditions: list[sql.Composable] = [
             sql.SQL("captured_at >= %(start)s AND captured_at < %(end)s")
         ]
         if self.camera_id is not None:
             conditions.append(sql.SQL("camera_id = %(camera)s"))
-        conditions += self._filters()
-        where = sql.SQL(" AND ").join(conditions)
-        if self.camera_id is not None:
-            query = sql.SQL(
-                "SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at, camera_id,"
-                " frame_number LIMIT %(limit)s"
-            ).format(_FRAME_COLUMNS, where)
-            return _Statement(query, self._params())
+        return sql.SQL(" AND ").join(conditions + self._filters())
+
+    def _one_camera(self) -> _Statement:
+        # The primary key (or 0008's index) narrows the range to a few
+        # thousand rows; intersecting the GIN index over whole chunks costs
+        # more.
+        query = sql.SQL(
+            "SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at, camera_id,"
+            " frame_number LIMIT %(limit)s"
+        ).format(_FRAME_COLUMNS, self._where())
+        return _Statement(query, self._params())
+
+    def _by_time(self) -> _Statement:
         # Every camera by detection: the first frames by time alone (0010's
         # index), one more than the limit, then in framemeta's order. Ordered
         # by time alone, a compressed chunk (community edition, ordered by
@@ -663,7 +668,7 @@ class _Search:
                AND (SELECT count(*) FROM first WHERE captured_at = (SELECT at FROM tail)) > 1
             ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s
             """
-        ).format(columns=_FRAME_COLUMNS, where=where)
+        ).format(columns=_FRAME_COLUMNS, where=self._where())
         return _Statement(query, self._params())
 
     def _window(
@@ -950,16 +955,26 @@ def _stats_call(
         return _Statement(query, params, binary=True, stream=True), _packed_stats_row
     if part.source == "raw":
         query = _FROM_RAW.format(camera=camera)
-        return _Statement(_STATS_OUTER.format(query), params, binary=True, stream=True), _stats_row
-    level, params["stored_to"] = _level_source(part, coverage)
-    if bucket == _WIDTHS[part.source]:
+    else:
+        level, params["stored_to"] = _level_source(part, coverage)
+        query = _rollup_read(level, camera, real=real, own=bucket == _WIDTHS[part.source])
+    return _Statement(_STATS_OUTER.format(query), params, binary=True, stream=True), _stats_row
+
+
+def _rollup_read(
+    level: sql.Composable, camera: sql.Composable, *, real: bool, own: bool
+) -> sql.Composed:
+    """A rollup level's rows in ``[start, end)`` from ``level``
+    (`_level_source`): ``own``, its own buckets, else regrouped into the
+    asked ones."""
+    if own:
         # The level's own buckets: read them as stored, nothing to regroup,
         # sorted before a continuous aggregate's minima and maxima are
         # converted (`_extremes`), so that the sort moves the stored values
         # and not their conversions: on the community edition, a week of
         # hourly stats through the API took 7.42 against 8.21 ms at p50 (300
         # alternating calls).
-        query = sql.SQL(
+        return sql.SQL(
             "SELECT {} FROM (SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
             " ORDER BY 1, 2) AS sorted"
         ).format(
@@ -968,12 +983,10 @@ def _stats_call(
             level,
             camera,
         )
-    else:
-        query = sql.SQL(
-            "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
-            " GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(_REGROUPED.format(**_extremes(regroup=True, real=real)), level, camera)
-    return _Statement(_STATS_OUTER.format(query), params, binary=True, stream=True), _stats_row
+    return sql.SQL(
+        "SELECT {} FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
+        " GROUP BY 1, 2 ORDER BY 1, 2"
+    ).format(_REGROUPED.format(**_extremes(regroup=True, real=real)), level, camera)
 
 
 def _level_source(part: PlanPart, coverage: _Coverage) -> tuple[sql.Composable, datetime | None]:

@@ -359,6 +359,11 @@ def test_label_searches_walk_only_the_frames_with_detections(db_dsn: str) -> Non
     assert len(sure) == 4 * len([s for s in hour if s % 14 == 0 and s % 100 >= 90])
 
 
+def _in_search_order(records: list[FrameRecord]) -> list[FrameRecord]:
+    """``records`` in the order searches return frames: time, camera, frame number."""
+    return sorted(records, key=lambda r: (r.captured_at, r.camera_id, r.frame_number))
+
+
 def test_search_by_metadata_and_by_detection(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery
 ) -> None:
@@ -381,7 +386,7 @@ def test_search_by_metadata_and_by_detection(
     assert first_three == gate[:3]
     # The cameras' frames share their times: the tenth match ties with two
     # more, and framemeta's order (time, camera, frame number) picks.
-    ordered = sorted(records, key=lambda r: (r.captured_at, r.camera_id, r.frame_number))
+    ordered = _in_search_order(records)
     tied = query.search(None, start, end, label="person", limit=10)
     assert tied == [r for r in ordered if r.detections][:10]
     assert len({r.captured_at for r in tied}) == 3
@@ -402,7 +407,7 @@ def test_a_search_across_cameras_orders_frames_of_the_same_time_by_camera(db_dsn
     ]
     with MetadataWriter(db_dsn) as writer:
         writer.write_many(records)
-    ordered = sorted(records, key=lambda r: (r.captured_at, r.camera_id, r.frame_number))
+    ordered = _in_search_order(records)
 
     with FrameQuery(db_dsn) as query:
         for limit in (1, 4, 9):
