@@ -87,6 +87,7 @@ _CHUNKED: Final = psycopg.capabilities.has_stream_chunked()
 """False with a libpq older than 17: results are then read whole."""
 _SEARCH_WINDOW: Final = timedelta(minutes=5)  # searched along the key first
 _SEARCH_FIRST_WINDOW: Final = timedelta(minutes=1)  # with metadata: its first step
+_DETECTION_FIRST_WINDOW: Final = timedelta(hours=1)  # by detection: its first step
 # The motion threshold the partial index is built for (migration 0002).
 _MOTION_INDEX_THRESHOLD: Final = 0.5
 
@@ -616,10 +617,13 @@ class _Search:
             "limit": self.limit,
         }
 
-    def _where(self) -> sql.Composable:
-        """The range, the camera if one, and `_filters`."""
+    def _where(self, start: str = "start", end: str = "end") -> sql.Composable:
+        """The range from the parameters named ``start`` and ``end``, the
+        camera if one, and `_filters`."""
         conditions: list[sql.Composable] = [
-            sql.SQL("captured_at >= %(start)s AND captured_at < %(end)s")
+            sql.SQL("captured_at >= {} AND captured_at < {}").format(
+                sql.Placeholder(start), sql.Placeholder(end)
+            )
         ]
         if self.camera_id is not None:
             conditions.append(sql.SQL("camera_id = %(camera)s"))
@@ -652,11 +656,23 @@ class _Search:
         # the limit as if it were a plain one. The limit comes from a
         # one-value subquery: as a parameter, the community edition's server
         # planned every call for its value (0.68 ms), as for `frames`.
+        #
+        # The walk takes the first hour first (`_DETECTION_FIRST_WINDOW`),
+        # and the rest of the range only when that hour fell short (a
+        # one-time filter). The limit is most often filled within it, and a
+        # compressed chunk then sorts the few batches of that hour, not the
+        # whole day's (864 here: 0.4 ms of a call).
         query = sql.SQL(
             """
-            WITH first AS MATERIALIZED (
-                SELECT {columns} FROM frame_metadata WHERE {where}
+            WITH head AS MATERIALIZED (
+                SELECT {columns} FROM frame_metadata WHERE {head}
                 ORDER BY captured_at LIMIT (SELECT %(limit)s + 1)
+            ), first AS MATERIALIZED (
+                SELECT * FROM head
+                UNION ALL (
+                SELECT {columns} FROM frame_metadata
+                 WHERE {rest} AND (SELECT count(*) FROM head) <= %(limit)s
+                 ORDER BY captured_at LIMIT (SELECT %(limit)s + 1 - count(*) FROM head))
             ), tail AS MATERIALIZED (
                 SELECT max(captured_at) AS at, count(*) > %(limit)s AS cut FROM first
             )
@@ -668,8 +684,14 @@ class _Search:
                AND (SELECT count(*) FROM first WHERE captured_at = (SELECT at FROM tail)) > 1
             ORDER BY captured_at, camera_id, frame_number LIMIT %(limit)s
             """
-        ).format(columns=_FRAME_COLUMNS, where=self._where())
-        return _Statement(query, self._params())
+        ).format(
+            columns=_FRAME_COLUMNS,
+            head=self._where(end="split"),
+            rest=self._where(start="split"),
+            where=self._where(),
+        )
+        split = min(self.end, self.start + _DETECTION_FIRST_WINDOW)
+        return _Statement(query, self._params() | {"split": split})
 
     def _window(
         self, start: datetime, end: datetime, limit: int, name: str = "window"
