@@ -576,18 +576,18 @@ class _Search:
             filters.append(sql.SQL("detection_labels IS NOT NULL"))
         if self.label is not None:
             filters.append(sql.SQL("%(label)s = ANY(detection_labels)"))
-            if self.min_confidence is not None:
-                filters.append(
-                    sql.SQL(
-                        "EXISTS (SELECT FROM unnest(detection_labels, detection_scores)"
-                        " AS d(l, s) WHERE d.l = %(label)s AND d.s >= %(min_confidence)s::real)"
-                    )
-                )
-        elif self.min_confidence is not None:
+        if self.min_confidence is not None:
+            # Compared as real, as stored. Alone, the whole condition; with a
+            # label, a cheap sieve before the pairing of labels and scores
+            # (a subplan per frame): most frames with the label have no
+            # score that high (a day of every camera by label at 0.9:
+            # 3.48 against 2.96 ms at p50, alternating).
+            filters.append(sql.SQL("%(min_confidence)s::real <= ANY(detection_scores)"))
+        if self.label is not None and self.min_confidence is not None:
             filters.append(
                 sql.SQL(
-                    "EXISTS (SELECT FROM unnest(detection_scores) AS s"
-                    " WHERE s >= %(min_confidence)s::real)"
+                    "EXISTS (SELECT FROM unnest(detection_labels, detection_scores)"
+                    " AS d(l, s) WHERE d.l = %(label)s AND d.s >= %(min_confidence)s::real)"
                 )
             )
         if self.contains is not None and contains:

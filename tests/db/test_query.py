@@ -18,6 +18,7 @@ import attrs
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
@@ -461,6 +462,70 @@ def test_a_rare_label_is_found_in_time_order_across_cameras(db_dsn: str) -> None
             return await aquery.search(None, START, end, label="dog", min_confidence=0.9)
 
     assert asyncio.run(run()) == sure
+
+
+_SIGHTING: Final = st.builds(
+    Detection, st.sampled_from(("dog", "car", "cat")), st.sampled_from((0.25, 0.5, 0.75, 1.0))
+)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    records=st.lists(
+        st.builds(
+            lambda camera, minute, number, detections: FrameRecord(
+                f"cam-{camera}", START + minute * _MINUTE, number, detections=detections
+            ),
+            camera=st.integers(0, 2),
+            minute=st.integers(0, 150),  # across the first hour a search walks first
+            number=st.integers(0, 3),
+            detections=st.lists(_SIGHTING, max_size=3),
+        ),
+        min_size=1,
+        max_size=60,
+        unique_by=lambda record: record.key,
+    )
+)
+def test_searches_by_detection_find_what_a_filter_of_the_frames_finds(
+    db_dsn: str, records: list[FrameRecord]
+) -> None:
+    """A label and a confidence are met by one detection, not two: a dog
+    at 0.25 beside a car at 1.0 is no dog at 0.75. Frames share times
+    across cameras; the limit falls anywhere among them."""
+    empty_frames(db_dsn)
+    with psycopg.connect(db_dsn, autocommit=True) as conn, conn.transaction():
+        copy_batch(conn, encode_batch(records))
+    ordered = _in_search_order(records)
+    end = START + 3 * _HOUR
+
+    def matches(record: FrameRecord, label: str | None, confidence: float | None) -> bool:
+        return any(
+            (label is None or d.label == label)
+            and (confidence is None or d.confidence >= confidence)
+            for d in record.detections
+        )
+
+    with FrameQuery(db_dsn) as query:
+        for label, confidence in (("dog", None), ("dog", 0.75), (None, 0.75), ("cat", 1.0)):
+            for camera_id in (None, "cam-1"):
+                wanted = [
+                    r
+                    for r in ordered
+                    if matches(r, label, confidence) and camera_id in (None, r.camera_id)
+                ]
+                for limit in (1, 4, 1000):
+                    found = query.search(
+                        None,
+                        START,
+                        end,
+                        camera_id=camera_id,
+                        label=label,
+                        min_confidence=confidence,
+                        limit=limit,
+                    )
+                    assert found == wanted[:limit], (label, confidence, camera_id, limit)
 
 
 def test_metadata_matches_are_found_in_time_order_at_every_step(db_dsn: str) -> None:
