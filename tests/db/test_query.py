@@ -465,8 +465,11 @@ def test_a_rare_label_is_found_in_time_order_across_cameras(db_dsn: str) -> None
 
 
 _SIGHTING: Final = st.builds(
-    Detection, st.sampled_from(("dog", "car", "cat")), st.sampled_from((0.25, 0.5, 0.75, 1.0))
+    Detection, st.sampled_from(("dog", "car", "cat")), st.sampled_from((0.25, 0.5, 0.9, 1.0))
 )
+# Minutes from the first frames: a search from START walks to minute 60
+# first, one from minute 30 to minute 90; frames fall on both sides.
+_MINUTES: Final = st.sampled_from((0, 1, 29, 30, 31, 59, 60, 61, 89, 90, 91)) | st.integers(0, 150)
 
 
 @settings(
@@ -479,7 +482,7 @@ _SIGHTING: Final = st.builds(
                 f"cam-{camera}", START + minute * _MINUTE, number, detections=detections
             ),
             camera=st.integers(0, 2),
-            minute=st.integers(0, 150),  # across the first hour a search walks first
+            minute=_MINUTES,
             number=st.integers(0, 3),
             detections=st.lists(_SIGHTING, max_size=3),
         ),
@@ -492,8 +495,11 @@ def test_searches_by_detection_find_what_a_filter_of_the_frames_finds(
     db_dsn: str, records: list[FrameRecord]
 ) -> None:
     """A label and a confidence are met by one detection, not two: a dog
-    at 0.25 beside a car at 1.0 is no dog at 0.75. Frames share times
-    across cameras; the limit falls anywhere among them."""
+    at 0.25 beside a car at 1.0 is no dog at 0.9. Frames share times
+    across cameras; the limit falls anywhere among them, before the end of
+    the first hour a search walks first, at it and after it. Confidences
+    are stored as real: 0.9 matches a minimum of 0.9, and frames are
+    compared by key."""
     empty_frames(db_dsn)
     with psycopg.connect(db_dsn, autocommit=True) as conn, conn.transaction():
         copy_batch(conn, encode_batch(records))
@@ -508,24 +514,83 @@ def test_searches_by_detection_find_what_a_filter_of_the_frames_finds(
         )
 
     with FrameQuery(db_dsn) as query:
-        for label, confidence in (("dog", None), ("dog", 0.75), (None, 0.75), ("cat", 1.0)):
-            for camera_id in (None, "cam-1"):
+        for label, confidence in (("dog", None), ("dog", 0.9), (None, 0.9), ("cat", 1.0)):
+            for camera_id, start in ((None, START), (None, START + 30 * _MINUTE), ("cam-1", START)):
                 wanted = [
-                    r
+                    r.key
                     for r in ordered
-                    if matches(r, label, confidence) and camera_id in (None, r.camera_id)
+                    if matches(r, label, confidence)
+                    and camera_id in (None, r.camera_id)
+                    and r.captured_at >= start
                 ]
                 for limit in (1, 4, 1000):
                     found = query.search(
                         None,
-                        START,
+                        start,
                         end,
                         camera_id=camera_id,
                         label=label,
                         min_confidence=confidence,
                         limit=limit,
                     )
-                    assert found == wanted[:limit], (label, confidence, camera_id, limit)
+                    assert [r.key for r in found] == wanted[:limit], (
+                        label,
+                        confidence,
+                        camera_id,
+                        start,
+                        limit,
+                    )
+
+
+def test_searches_by_detection_read_arrays_other_tools_wrote(db_dsn: str) -> None:
+    """Labels and scores written by other tools: NULL scores, NULL
+    elements, arrays of unequal lengths. A label with a confidence needs
+    one detection that has both; a confidence alone, any score."""
+    rows = {
+        1: ("{dog,car}", "{NULL,0.95}"),
+        2: ("{dog}", None),
+        3: ("{dog,dog}", "{0.5,0.95}"),
+        4: ("{car}", "{0.5,0.99}"),
+    }
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        for number, (labels, scores) in rows.items():
+            for camera in ("cam-0", "cam-1"):
+                conn.execute(
+                    "INSERT INTO frame_metadata (camera_id, captured_at, frame_number,"
+                    " detection_count, detection_labels, detection_scores)"
+                    " VALUES (%s, %s, %s, 1, %s, %s)",
+                    (camera, START + number * _MINUTE, number, labels, scores),
+                )
+    cases: list[tuple[str | None, float | None, list[int]]] = [
+        ("dog", None, [1, 2, 3]),
+        ("dog", 0.9, [3]),
+        ("car", 0.9, [1]),
+        ("dog", 0.5, [3]),
+        (None, 0.98, [4]),
+        (None, 0.9, [1, 3, 4]),
+    ]
+    with FrameQuery(db_dsn) as query:
+        for label, confidence, numbers in cases:
+            for camera_id, cameras in ((None, ("cam-0", "cam-1")), ("cam-1", ("cam-1",))):
+                found = query.search(
+                    None,
+                    START,
+                    START + _HOUR,
+                    camera_id=camera_id,
+                    label=label,
+                    min_confidence=confidence,
+                )
+                assert [(r.camera_id, r.frame_number) for r in found] == [
+                    (camera, number) for number in numbers for camera in cameras
+                ], (label, confidence, camera_id)
+
+
+def test_a_search_may_end_at_the_largest_moment(db_dsn: str) -> None:
+    """Windows and first hours end where the range does: no overflow."""
+    last = datetime.max.replace(tzinfo=UTC)
+    with FrameQuery(db_dsn) as query:
+        for contains, label in ((None, "dog"), ({"zone": "gate"}, None), (None, None)):
+            assert query.search(contains, last - _MINUTE * 30, last, label=label) == []
 
 
 def test_metadata_matches_are_found_in_time_order_at_every_step(db_dsn: str) -> None:
