@@ -665,9 +665,10 @@ class _Search:
         #
         # The walk takes the first hour first (`_DETECTION_FIRST_WINDOW`),
         # and the rest of the range only when that hour held fewer frames
-        # than the limit (a one-time filter). The limit is most often filled within it, and a
-        # compressed chunk then sorts the few batches of that hour, not the
-        # whole day's (864 here: 0.4 ms of a call).
+        # than the limit (a one-time filter). The limit is most often
+        # filled within it, and a compressed chunk then sorts the batches
+        # of that hour (60 here), not the whole day's (864): 0.22 against
+        # 0.58 ms of the server's time.
         query = sql.SQL(
             """
             WITH head AS MATERIALIZED (
