@@ -410,8 +410,9 @@ def test_a_search_across_cameras_orders_frames_of_the_same_time_by_camera(db_dsn
         writer.write_many(records)
     ordered = _in_search_order(records)
 
-    # A search walks its first hour first: from a second before the hour
-    # ends, that hour holds the first time's frames, the rest the others.
+    # A search walks its first hour first. Started 59 min 59 s before the
+    # first frames, that hour holds only the first second's frames; the
+    # next second's lie where the rest of the range begins.
     with FrameQuery(db_dsn) as query:
         for start in (START, START - _HOUR + timedelta(seconds=1)):
             for limit in (1, 4, 9):
