@@ -90,7 +90,9 @@ class RollupStatus:
 
 @attrs.frozen
 class JobStatus:
-    """A community-edition policy (refresh, compression, retention) and its last run."""
+    """A community-edition job and its last run: a policy (refresh,
+    compression, retention) on ``relation``, or framemeta's hourly recount
+    of the cameras (``relation`` None)."""
 
     job_id: int
     name: str
@@ -345,6 +347,7 @@ def _jobs(conn: psycopg.Connection[Any]) -> list[JobStatus]:
               FROM timescaledb_information.jobs AS j
               LEFT JOIN timescaledb_information.job_stats AS s USING (job_id)
              WHERE j.hypertable_name IS NOT NULL
+                OR j.proc_name = 'framemeta_recount_cameras_job'
              ORDER BY j.job_id
             """
         ).fetchall()
@@ -406,7 +409,8 @@ def format_table(status: DatabaseStatus) -> str:
         state = job.last_run_status or "not run yet"
         when = _moment(job.last_run_started_at) if job.last_run_started_at else "-"
         text = (
-            f"{job.name} on {job.relation}, every {_duration(job.schedule_interval_seconds)}: "
+            f"{job.name}{f' on {job.relation}' if job.relation else ''}, "
+            f"every {_duration(job.schedule_interval_seconds)}: "
             f"last {state} at {when}, {job.total_failures} failure(s)"
         )
         if not job.scheduled:
@@ -485,7 +489,7 @@ class StatementStats:
 
 # Statements that touch framemeta's relations or functions; DDL and EXPLAIN
 # are left out (migrations and people, not the application).
-_FRAMEMETA_STATEMENTS: Final = r"(frame_metadata|frame_stats_1[mhd]|framemeta_)"
+_FRAMEMETA_STATEMENTS: Final = r"(frame_metadata|frame_stats_1[mhd]|frame_cameras|framemeta_)"
 # PostgreSQL's word boundary is \y (its \b is a backspace).
 _NOT_APPLICATION: Final = (
     r"^\s*(explain|create|alter|drop|grant|revoke|comment|do|analyze|vacuum)\y"
@@ -497,7 +501,8 @@ _WRITE: Final = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _MAINTENANCE: Final = re.compile(
-    r"^\s*call\b|\b(framemeta_(apply_retention|rebuild_rollup|sync_retention_policies)"
+    r"^\s*call\b|\b(framemeta_(apply_retention|rebuild_rollup|recount_cameras"
+    r"|sync_retention_policies)"
     r"|refresh_continuous_aggregate|compress_chunk|"
     r"decompress_chunk|drop_chunks|add_\w+_policy|remove_\w+_policy|alter_job|run_job)\s*\(",
     re.IGNORECASE,

@@ -284,8 +284,9 @@ def maintain(conn: psycopg.Connection[Any]) -> MaintenanceReport:
     """Everything the lifecycle needs now, idempotent: apply retention; on
     the community edition also refresh each rollup over everything the level
     below keeps (only changed buckets are recomputed, so frames backfilled
-    past the policies' windows are caught too) and compress the raw chunks
-    older than ``compress_after``.
+    past the policies' windows are caught too), compress the raw chunks
+    older than ``compress_after``, and recount the cameras' rows (what
+    `FrameQuery.cameras` reads; its hourly job does it too).
 
     ``conn`` must be in autocommit mode (a refresh cannot run inside a
     transaction block) and have the owner role. The community edition's
@@ -313,6 +314,9 @@ def maintain(conn: psycopg.Connection[Any]) -> MaintenanceReport:
             )
             refreshed.append(level)
         compressed = _compress_old_chunks(conn)
+        # What the refreshes materialised, late frames included, moves into
+        # the per-camera rows (as the hourly job does).
+        _recount_cameras(conn, None)
     return MaintenanceReport(dropped, refreshed, compressed)
 
 
@@ -331,7 +335,8 @@ def rebuild_rollups(
 
     Apache edition: one transaction, for ``camera_id`` or every camera.
     Community edition: the continuous aggregates are refreshed over the
-    range, forced where the server supports it, for every camera.
+    range, forced where the server supports it, for every camera. The
+    cameras' rows (`FrameQuery.cameras`) are recounted after.
     ``conn`` must be in autocommit mode and have the owner role. Raises
     `ValidationError` for naive or reversed times or a bad camera id.
     """
@@ -341,9 +346,13 @@ def rebuild_rollups(
     _require_autocommit(conn, "rebuild_rollups")
     windows = _level_windows(conn, start, end)
     if _edition(conn) == "timescale":
-        return [_refresh_window(conn, window) for window in windows]
+        rebuilt = [_refresh_window(conn, window) for window in windows]
+        _recount_cameras(conn, None)
+        return rebuilt
     with conn.transaction():
-        return [_recompute_window(conn, window, camera_id) for window in windows]
+        rebuilt = [_recompute_window(conn, window, camera_id) for window in windows]
+        _recount_cameras(conn, camera_id)
+        return rebuilt
 
 
 def erase_frames(
@@ -355,7 +364,8 @@ def erase_frames(
     Buckets that overlap the range are recomputed from the level below;
     where the level below has already dropped its data (older than its
     retention), that camera's buckets overlapping the range are deleted,
-    since they can no longer be recomputed without the erased frames.
+    since they can no longer be recomputed without the erased frames. The
+    camera's row for `FrameQuery.cameras` is recounted last.
 
     Apache edition: one transaction. Community edition: the deletion
     commits first, then the continuous aggregates are refreshed over the
@@ -385,6 +395,8 @@ def erase_frames(
                     window.result(None) if community else _recompute_window(conn, window, camera_id)
                 )
                 levels.append(attrs.evolve(result, forgotten=forgotten))
+            if not community:
+                _recount_cameras(conn, camera_id)
     except psycopg.errors.InsufficientPrivilege as exc:
         error = DatabaseError(f"erasing frames needs the framemeta_owner role: {exc}", exc.sqlstate)
         raise error from exc
@@ -393,6 +405,9 @@ def erase_frames(
             attrs.evolve(_refresh_window(conn, window), forgotten=result.forgotten)
             for window, result in zip(windows, levels, strict=True)
         ]
+        # After the refreshes: days older than raw are counted from the
+        # daily level, which they change.
+        _recount_cameras(conn, camera_id)
     return Erasure(camera_id, start, end, frames, levels)
 
 
@@ -596,6 +611,12 @@ def _recompute_window(
     ).fetchone()
     assert row is not None
     return window.result(int(row[0]))
+
+
+def _recount_cameras(conn: psycopg.Connection[Any], camera_id: str | None) -> None:
+    """Recount ``frame_cameras`` for one camera or (None) all, in the
+    caller's transaction (migration 0011)."""
+    conn.execute("SELECT framemeta_recount_cameras(%s)", (camera_id,))
 
 
 def _refresh_window(conn: psycopg.Connection[Any], window: _Window) -> LevelRebuilt:

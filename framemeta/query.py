@@ -147,7 +147,9 @@ _stats_values: Final = attrgetter(*_STATS_FIELDS)
 @attrs.frozen
 class CameraInfo:
     """A camera that has frames: when it was first and last seen, and how
-    many frames it has sent (from the daily rollup, which is kept for ever)."""
+    many frames it has sent, as the daily rollup counts them (kept for ever
+    by default). On the community edition, frames that arrive more than a
+    day late reach it at the next hourly recount (migration 0011)."""
 
     camera_id: str
     first_seen: datetime
@@ -773,10 +775,26 @@ class _Search:
 
 
 def _cameras_statement() -> _Statement:
+    # One row per camera for the daily buckets before the cut, plus the
+    # daily rows from the cut on (migration 0011): the Apache edition's
+    # trigger keeps the rows current and its cut is 'infinity'; the
+    # community edition's job recounts them hourly up to where the daily
+    # aggregate is materialised. Summing every daily row instead read
+    # cameras times days (50 ms for 1,200 cameras and a year).
     return _Statement(
         sql.SQL(
-            "SELECT camera_id, min(first_captured_at), max(last_captured_at), sum(frames)::bigint"
-            " FROM frame_stats_1d GROUP BY camera_id ORDER BY camera_id"
+            """
+            SELECT camera_id, min(first_at), max(last_at), sum(frames)::bigint
+              FROM (SELECT camera_id, first_captured_at AS first_at,
+                           last_captured_at AS last_at, frames
+                      FROM frame_cameras
+                    UNION ALL
+                    SELECT camera_id, first_captured_at, last_captured_at, frames
+                      FROM frame_stats_1d
+                     WHERE bucket >= (SELECT value::timestamptz FROM framemeta_config
+                                       WHERE key = 'cameras_counted_before')) AS parts
+             GROUP BY camera_id ORDER BY camera_id
+            """
         ),
         {},
     )

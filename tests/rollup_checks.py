@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from hypothesis import strategies as st
 
-from framemeta import BoundingBox, Detection, FrameRecord
+from framemeta import BoundingBox, Detection, FrameQuery, FrameRecord
 from tests.frames import refresh_rollups
 
 LEVELS = {"frame_stats_1m": "1 minute", "frame_stats_1h": "1 hour", "frame_stats_1d": "1 day"}
@@ -93,6 +93,12 @@ _COMPOSED = """
 """
 
 
+_CAMERAS_FROM_DAILY = """
+    SELECT camera_id, min(first_captured_at), max(last_captured_at), sum(frames)::bigint
+    FROM frame_stats_1d GROUP BY 1 ORDER BY 1
+"""
+
+
 def _rows(conn: psycopg.Connection[Any], sql: str, width: str | None = None) -> list[Any]:
     return conn.execute(sql, {"width": width} if width else None).fetchall()
 
@@ -111,3 +117,13 @@ def assert_rollups_consistent(conn: psycopg.Connection[Any]) -> None:
         assert _rows(conn, _STORED.format(relation=coarser)) == composed, (
             f"{coarser} differs from the composition of {finer}"
         )
+    assert_cameras_follow_daily(conn)
+
+
+def assert_cameras_follow_daily(conn: psycopg.Connection[Any]) -> None:
+    """`FrameQuery.cameras` (``frame_cameras`` and the daily rows after its
+    cut) says what the daily rollup counts, camera by camera (call after
+    the rollups are refreshed)."""
+    with FrameQuery(conn.info.dsn) as query:
+        answer = [(c.camera_id, c.first_seen, c.last_seen, c.frames) for c in query.cameras()]
+    assert answer == _rows(conn, _CAMERAS_FROM_DAILY), "cameras() differs from the daily rollup"

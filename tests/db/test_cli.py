@@ -303,6 +303,7 @@ def test_queries_reports_framemeta_statements_and_flags_slow_ones(db_dsn: str) -
         for _ in range(3):
             query.latest("cam-0")
             query.stats(now - timedelta(hours=1), now, bucket=timedelta(minutes=1))
+            query.cameras()
 
     report = run_cli("queries", "--dsn", db_dsn, "--json")
     table = run_cli("queries", "--dsn", db_dsn)
@@ -314,6 +315,7 @@ def test_queries_reports_framemeta_statements_and_flags_slow_ones(db_dsn: str) -
     assert latest
     assert latest[0]["calls"] == 3
     assert any("frame_stats_1m" in s["query"] for s in statements)
+    assert [s["calls"] for s in statements if "FROM frame_cameras" in s["query"]] == [3]
     assert all(not s["query"].lstrip().upper().startswith("CREATE") for s in statements)
     assert "queries with a mean of 10 ms or more" in table.stdout
     assert strict.returncode == 1
@@ -377,10 +379,12 @@ def test_queries_flags_slow_reads_at_10_ms_and_never_writes_or_maintenance(
         ("SELECT framemeta_apply_retention()", "maintenance"),
         ("CALL refresh_continuous_aggregate($1::regclass, $2, $3)", "maintenance"),
         ("SELECT framemeta_rebuild_rollup($1, $2, $3, $4)", "maintenance"),
+        ("SELECT framemeta_recount_cameras($1)", "maintenance"),
         ("SELECT compress_chunk(c) FROM show_chunks($1) AS c", "maintenance"),
         ("SELECT camera_id, max(captured_at) FROM frame_metadata GROUP BY 1", "query"),
         ("WITH s AS MATERIALIZED (SELECT 1) SELECT * FROM frame_stats_1h, s", "query"),
         ("SELECT last_updated FROM frame_stats_1d", "query"),
+        ("SELECT camera_id, frames FROM frame_cameras ORDER BY camera_id", "query"),
     ],
 )
 def test_statement_kinds(statement: str, kind: str) -> None:

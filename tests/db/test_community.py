@@ -43,7 +43,7 @@ def _framemeta_jobs(conn: psycopg.Connection[Any]) -> dict[int, str]:
     return dict(
         conn.execute(
             "SELECT job_id, proc_name FROM timescaledb_information.jobs"
-            " WHERE hypertable_name IS NOT NULL"
+            " WHERE hypertable_name IS NOT NULL OR proc_name = 'framemeta_recount_cameras_job'"
         ).fetchall()
     )
 
@@ -66,6 +66,7 @@ def test_policies_run_as_the_owner_role_and_succeed(
         ["policy_refresh_continuous_aggregate"] * 3
         + ["policy_compression"]
         + ["policy_retention"] * 3
+        + ["framemeta_recount_cameras_job"]
     )
     deadline = time.monotonic() + 60
     statuses: dict[int, tuple[str | None, int | None]] = {}
@@ -157,6 +158,34 @@ def test_erase_reaches_into_compressed_chunks(conn: psycopg.Connection[Any]) -> 
     erasure = erase_frames(conn, "cam-03", start, start + timedelta(minutes=5))
 
     assert erasure.frames == 300
+    assert_rollups_consistent(conn)
+
+
+def test_cameras_read_the_counted_rows_before_the_cut_and_the_daily_aggregate_after(
+    conn: psycopg.Connection[Any],
+) -> None:
+    dsn = conn.info.dsn
+    _write(dsn, 12 * 600, end=DAY + timedelta(hours=12))
+    maintain(conn)  # materialises the day, then counts it into frame_cameras
+    cut = conn.execute(
+        "SELECT value::timestamptz FROM framemeta_config WHERE key = 'cameras_counted_before'"
+    ).fetchone()
+    assert cut is not None
+    assert cut[0] >= DAY + timedelta(days=1)
+    assert conn.execute("SELECT sum(frames) FROM frame_cameras").fetchone() == (12 * 600,)
+    # After the cut, read from the aggregate as it is: at once.
+    _write(dsn, 12 * 60, end=datetime.now(UTC) - timedelta(minutes=5))
+    with FrameQuery(dsn) as query:
+        assert {camera.frames for camera in query.cameras()} == {660}
+    # Before it, frames a day late come with the next recount.
+    late = synthetic_frames(12 * 60, end=DAY + timedelta(hours=11, minutes=30), seed=7)
+    with MetadataWriter(dsn, max_age=None) as writer:
+        writer.write_many(late)
+
+    maintain(conn)
+
+    with FrameQuery(dsn) as query:
+        assert {camera.frames for camera in query.cameras()} == {720}
     assert_rollups_consistent(conn)
 
 

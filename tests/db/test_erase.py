@@ -1,21 +1,28 @@
 """Erasing a camera's frames and rebuilding rollups over a range: the raw
 frames go, other cameras stay, and every rollup level agrees with what is
-left, on both editions."""
+left, on both editions; so do the per-camera rows (migration 0011), through
+erasure, rebuilds, retention of the daily level, concurrent writers and the
+upgrade that adds them."""
 
 from __future__ import annotations
 
+import shutil
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from framemeta import DatabaseError, ValidationError
-from framemeta.maintenance import apply_retention, erase_frames, rebuild_rollups
+from framemeta import DatabaseError, FrameQuery, ValidationError, migrate
+from framemeta._copy import copy_batch, encode_batch
+from framemeta.maintenance import apply_retention, erase_frames, rebuild_rollups, set_retention
+from framemeta.schema import migrations_dir
 from tests.frames import frames, refresh_rollups
-from tests.rollup_checks import assert_rollups_consistent
+from tests.rollup_checks import assert_cameras_follow_daily, assert_rollups_consistent
 
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=30)
 # Midnight ten days ago: past raw retention (7 days), inside 1m's (30 days).
@@ -153,6 +160,126 @@ def test_rebuild_leaves_buckets_beyond_raw_retention_alone(
     assert _rollup_frames(conn, "frame_stats_1m", "cam-00") == 600
     assert _rollup_frames(conn, "frame_stats_1h", "cam-00") == 600
     assert _rollup_frames(conn, "frame_stats_1d", "cam-00") == 600
+
+
+def _cameras(dsn: str) -> dict[str, tuple[datetime, datetime, int]]:
+    with FrameQuery(dsn) as query:
+        return {c.camera_id: (c.first_seen, c.last_seen, c.frames) for c in query.cameras()}
+
+
+def test_erase_moves_a_first_sighting_and_forgets_a_camera_erased_whole(
+    conn: psycopg.Connection[Any],
+) -> None:
+    _load(conn, 4000)  # 2 cameras, 10 frames/s: 200 s each
+    last = START + timedelta(seconds=199.9)
+    assert _cameras(conn.info.dsn) == {"cam-00": (START, last, 2000), "cam-01": (START, last, 2000)}
+
+    erase_frames(conn, "cam-00", START, START + timedelta(seconds=30))
+    erase_frames(conn, "cam-01", START, START + timedelta(hours=1))
+
+    assert _cameras(conn.info.dsn) == {"cam-00": (START + timedelta(seconds=30), last, 1700)}
+    assert_rollups_consistent(conn)
+
+
+def test_erase_beyond_raw_retention_recounts_the_camera_from_the_daily_level(
+    conn: psycopg.Connection[Any],
+) -> None:
+    old = TEN_DAYS_AGO
+    _load(conn, 400)
+    # Last: on the community edition, the retention policy may drop the old
+    # raw chunk at once, and a refresh over it afterwards (each load's)
+    # would empty its rollups.
+    _load(conn, 1200, start=old)
+    apply_retention(conn)  # the old day's raw chunk goes; its rollups stay
+
+    erase_frames(conn, "cam-00", old, old + timedelta(minutes=1))
+
+    cameras = _cameras(conn.info.dsn)
+    assert cameras["cam-00"] == (START, START + timedelta(seconds=19.9), 200)
+    assert cameras["cam-01"][0] == old
+    assert cameras["cam-01"][2] == 600 + 200
+    assert_cameras_follow_daily(conn)
+
+
+def test_rebuild_recounts_the_cameras_after_frames_deleted_by_hand(
+    conn: psycopg.Connection[Any],
+) -> None:
+    _load(conn, 2000)
+    conn.execute(
+        "DELETE FROM frame_metadata WHERE camera_id = 'cam-00' AND captured_at < %s",
+        (START + timedelta(seconds=10),),
+    )
+
+    rebuild_rollups(conn, START, START + timedelta(minutes=1))
+
+    assert _cameras(conn.info.dsn)["cam-00"][::2] == (START + timedelta(seconds=10), 900)
+    assert_rollups_consistent(conn)
+
+
+def test_a_retention_of_the_daily_level_drops_its_days_from_the_cameras(
+    conn: psycopg.Connection[Any],
+) -> None:
+    _load(conn, 400)
+    _load(conn, 400, start=START - timedelta(days=800))  # last: see above
+    set_retention(conn, **{"1d": "400d"})
+
+    dropped = apply_retention(conn)
+
+    # The community edition's policies may have dropped some chunks first.
+    assert dropped is not None
+    last = START + timedelta(seconds=19.9)
+    assert _cameras(conn.info.dsn) == {"cam-00": (START, last, 200), "cam-01": (START, last, 200)}
+    assert_cameras_follow_daily(conn)
+
+
+def test_cameras_stay_exact_under_concurrent_writers_erasure_and_rebuilds(db_dsn: str) -> None:
+    """Two writers COPY frames of the same two cameras while erasures,
+    rebuilds and recounts run: none deadlocks, and every count agrees."""
+    errors: list[BaseException] = []
+
+    def write(first_number: int) -> None:
+        try:
+            with psycopg.connect(db_dsn) as conn:
+                for batch in range(20):
+                    records = list(frames(200, cameras=2, first_number=first_number + 100 * batch))
+                    copy_batch(conn, encode_batch(records))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in (0, 10_000)]
+    for writer in writers:
+        writer.start()
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        for round_ in range(4):
+            erase_frames(conn, "cam-00", START, START + timedelta(seconds=20 + 10 * round_))
+            rebuild_rollups(conn, START, START + timedelta(minutes=30), camera_id="cam-01")
+            conn.execute("SELECT framemeta_recount_cameras()")
+        for writer in writers:
+            writer.join()
+        assert errors == []
+        assert_rollups_consistent(conn)
+
+
+def test_the_upgrade_to_0011_counts_the_frames_already_there(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for migration in sorted(migrations_dir().glob("00*.sql")):
+        if migration.name < "0011":
+            shutil.copy(migration, before)
+    migrate(fresh_database, directory=before)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        _load(conn, 400)
+        _load(conn, 1200, start=TEN_DAYS_AGO)  # last: see above
+        apply_retention(conn)  # the old day is in the rollups only
+
+    migrate(fresh_database)
+
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        assert_cameras_follow_daily(conn)
+    cameras = _cameras(fresh_database)
+    assert cameras["cam-00"] == (TEN_DAYS_AGO, START + timedelta(seconds=19.9), 800)
 
 
 def test_erase_needs_the_owner_role(db_dsn: str) -> None:

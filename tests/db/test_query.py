@@ -1386,10 +1386,10 @@ def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> Non
         )
         admin.execute("DROP ROLE IF EXISTS leak_reader")
         admin.execute("CREATE ROLE leak_reader LOGIN IN ROLE framemeta_reader")
-        # cameras() and every stats() fail: cameras() reads the daily rollup,
+        # cameras() and every stats() fail: cameras() reads frame_cameras,
         # and in a database younger than its retention, a plan asks it
         # whether frames were dropped.
-        admin.execute("REVOKE SELECT ON frame_stats_1d FROM framemeta_reader")
+        admin.execute("REVOKE SELECT ON frame_stats_1d, frame_cameras FROM framemeta_reader")
     reader = make_conninfo(db_dsn, user="leak_reader")
     failures = 0
     try:
