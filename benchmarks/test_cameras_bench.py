@@ -4,7 +4,7 @@ the same run (``nox -s bench``).
 
 The dataset is one frame per camera and day, 1,000 cameras over a year:
 365,000 daily rows, what a deployment of 1,000 cameras keeps after a year
-whatever its frame rate. The week's dataset (12 cameras) is in
+whatever its frame rate, and frames of the last 36 hours. The week's dataset (12 cameras) is in
 test_query_bench.py.
 """
 
@@ -14,7 +14,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
@@ -22,7 +22,6 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from framemeta import FrameQuery
-from tests.frames import refresh_rollups
 
 CAMERAS: Final = 1000
 DAYS: Final = 365
@@ -38,8 +37,13 @@ _SUM_OF_DAILY_ROWS: Final = (
 @pytest.fixture(scope="module")
 def many_cameras(bench_db: str) -> str:
     """``bench_db`` with one frame per camera and day for `DAYS` days up to
-    yesterday, the rollups refreshed and the cameras counted."""
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday and one every 10 minutes over the last 36 hours. On the
+    community edition the aggregates are refreshed as far as their policies
+    would have (1m to a minute ago, 1h to the last whole hour, 1d to
+    yesterday), so that `cameras()` also reads the daily rows of yesterday
+    and today as a live database does, computed from the finer levels."""
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(bench_db, autocommit=True) as conn:
         for first in range(0, DAYS, 30):  # a month a statement: a bounded transition table
             conn.execute(
@@ -49,7 +53,22 @@ def many_cameras(bench_db: str) -> str:
                 "   FROM generate_series(1, %s::int) AS c, generate_series(%s::int, %s::int) AS d",
                 (today, CAMERAS, first + 1, min(first + 30, DAYS)),
             )
-        refresh_rollups(bench_db)
+        conn.execute(
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
+            " SELECT format('cam-%%s', c), %s - m * interval '10 minutes', 1000 + m"
+            "   FROM generate_series(1, %s::int) AS c, generate_series(1, 216) AS m",
+            (now, CAMERAS),
+        )
+        if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
+            hour = now.replace(minute=0, second=0, microsecond=0)
+            for relation, end in (
+                ("frame_stats_1m", now - timedelta(minutes=1)),
+                ("frame_stats_1h", hour - timedelta(hours=1)),
+                ("frame_stats_1d", today - timedelta(days=1)),
+            ):
+                conn.execute(
+                    "CALL refresh_continuous_aggregate(%s::regclass, NULL, %s)", (relation, end)
+                )
         conn.execute("SELECT framemeta_recount_cameras()")
         conn.execute("VACUUM ANALYZE")
     return bench_db

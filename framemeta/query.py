@@ -148,8 +148,9 @@ _stats_values: Final = attrgetter(*_STATS_FIELDS)
 class CameraInfo:
     """A camera that has frames: when it was first and last seen, and how
     many frames it has sent, as the daily rollup counts them (kept for ever
-    by default). On the community edition, frames that arrive more than a
-    day late reach it at the next hourly recount (migration 0011)."""
+    by default). On the community edition, frames that arrive after their
+    hour was materialised (an hour or more late) reach it at the next
+    hourly recount or `maintain` (migration 0011)."""
 
     camera_id: str
     first_seen: datetime
@@ -775,12 +776,12 @@ class _Search:
 
 
 def _cameras_statement() -> _Statement:
-    # One row per camera for the daily buckets before the cut, plus the
-    # daily rows from the cut on (migration 0011): the Apache edition's
-    # trigger keeps the rows current and its cut is 'infinity'; the
-    # community edition's job recounts them hourly up to where the daily
-    # aggregate is materialised. Summing every daily row instead read
-    # cameras times days (50 ms for 1,200 cameras and a year).
+    # One row per camera for the buckets before the cut, plus the hourly
+    # rows from the cut on (migration 0011): the Apache edition's trigger
+    # keeps the rows current and its cut is 'infinity'; the community
+    # edition's job recounts them hourly up to where the hourly aggregate
+    # is materialised. Summing every daily row instead read cameras times
+    # days (50 ms for 1,200 cameras and a year).
     return _Statement(
         sql.SQL(
             """
@@ -790,7 +791,7 @@ def _cameras_statement() -> _Statement:
                       FROM frame_cameras
                     UNION ALL
                     SELECT camera_id, first_captured_at, last_captured_at, frames
-                      FROM frame_stats_1d
+                      FROM frame_stats_1h
                      WHERE bucket >= (SELECT value::timestamptz FROM framemeta_config
                                        WHERE key = 'cameras_counted_before')) AS parts
              GROUP BY camera_id ORDER BY camera_id

@@ -5,9 +5,9 @@
 -- times days kept, and the daily level is kept for ever. 12 cameras and a
 -- year of days took about 1 ms; 1,200 cameras and a year (438,000 rows)
 -- took 50 ms here, and it grows every day. frame_cameras holds what that
--- sum gave (first and last frame seen, frames counted) for the daily
--- level's buckets before `cameras_counted_before` (framemeta_config);
--- `cameras()` adds the daily rows from there on.
+-- sum gave (first and last frame seen, frames counted) for the buckets
+-- before `cameras_counted_before` (framemeta_config); `cameras()` adds the
+-- hourly rows from there on.
 --
 -- Apache edition: a statement trigger on the raw hypertable keeps the rows
 -- in the writer's transaction, as it keeps the rollups, and the cut is
@@ -21,13 +21,15 @@
 -- a hypertable that has a trigger with a transition table, and on that path
 -- COPY logs no invalidation for its continuous aggregates: late frames
 -- written by COPY would never reach the rollups. A job recounts the rows
--- every hour instead, up to the day the daily aggregate is materialised
--- to; the days after come from the aggregate itself.
+-- every hour instead, from what the daily and hourly aggregates have
+-- materialised, and moves the cut to the hourly one's watermark; the hours
+-- after come from the hourly aggregate itself (1,000 cameras: about 2,000
+-- rows, against 48,000 from the daily rows of the last two days).
 --
 -- What changes counted frames otherwise recounts too
 -- (framemeta_recount_cameras): the erasure of frames, a rebuild of the
--- rollups, `maintain`, and retention when the daily level has a horizon
--- (none by default).
+-- rollups, `maintain` (community edition), and `framemeta_apply_retention`
+-- when the daily level has a horizon (none by default).
 CREATE TABLE frame_cameras (
     camera_id         text        PRIMARY KEY,
     first_captured_at timestamptz NOT NULL,
@@ -59,53 +61,81 @@ $$;
 ALTER FUNCTION framemeta_cameras_seen() OWNER TO framemeta_owner;
 REVOKE ALL ON FUNCTION framemeta_cameras_seen() FROM PUBLIC;
 
--- Recount the rows of one camera or (NULL) all from the daily rollup: all
--- of it on the Apache edition, whose trigger keeps it in the writer's
--- transaction; on the community edition the buckets the aggregate has
--- materialised, whose end becomes the new cut. Returns the rows written.
--- Takes an EXCLUSIVE lock on frame_cameras until the caller's transaction
--- ends: a writer's upsert (Apache) waits for it, so each frame is counted
--- once, here if it committed before the lock, by its trigger after; on the
--- community edition it orders concurrent recounts. Owner only.
+-- Recount the rows of one camera or (NULL) all. Apache edition: from the
+-- whole daily rollup, which its trigger keeps in the writer's transaction.
+-- Community edition: from what the aggregates have materialised, the daily
+-- one's buckets and the hourly one's after them; the hourly aggregate's
+-- watermark becomes the new cut (one camera: counted to the cut the others
+-- were counted to). Returns the rows written. Takes an EXCLUSIVE lock on
+-- frame_cameras until the caller's transaction ends: a writer's upsert
+-- (Apache) waits for it, so each frame is counted once, here if it
+-- committed before the lock (READ COMMITTED: the count below reads after
+-- the lock), by its trigger after; on the community edition it orders
+-- concurrent recounts. Owner only.
 CREATE FUNCTION framemeta_recount_cameras(camera text DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql SET search_path = public, pg_temp
 AS $$
 DECLARE
-    counted_before timestamptz := 'infinity';
+    cut timestamptz := 'infinity';
+    daily_to timestamptz := 'infinity';
     written integer;
 BEGIN
     LOCK TABLE frame_cameras IN EXCLUSIVE MODE;
+    DELETE FROM frame_cameras WHERE camera IS NULL OR camera_id = camera;
     IF framemeta_edition() = 'timescale' THEN
-        SELECT _timescaledb_functions.to_timestamp(
-                   _timescaledb_functions.cagg_watermark(c.mat_hypertable_id))
-          INTO counted_before
-          FROM _timescaledb_catalog.continuous_agg AS c
-         WHERE c.user_view_schema = current_schema() AND c.user_view_name = 'frame_stats_1d';
-        IF counted_before IS NULL OR counted_before < '1970-01-02' THEN
-            counted_before := '-infinity';  -- never refreshed
-        END IF;
+        SELECT max(w) FILTER (WHERE level = 'frame_stats_1d'),
+               max(w) FILTER (WHERE level = 'frame_stats_1h')
+          INTO daily_to, cut
+          FROM (SELECT c.user_view_name AS level,
+                       _timescaledb_functions.to_timestamp(
+                           _timescaledb_functions.cagg_watermark(c.mat_hypertable_id)) AS w
+                  FROM _timescaledb_catalog.continuous_agg AS c
+                 WHERE c.user_view_schema = current_schema()) AS watermarks;
         IF camera IS NULL THEN
+            cut := greatest(cut, daily_to);
+            IF cut IS NULL OR cut < '1970-01-02' THEN
+                cut := '-infinity';  -- never refreshed
+            END IF;
             -- ISO 8601 whatever the session's DateStyle (JSON's format).
-            UPDATE framemeta_config SET value = to_json(counted_before) #>> '{}', updated_at = now()
+            UPDATE framemeta_config SET value = to_json(cut) #>> '{}', updated_at = now()
              WHERE key = 'cameras_counted_before';
         ELSE
-            -- One camera: counted to the cut the others were counted to.
-            counted_before := (SELECT value::timestamptz FROM framemeta_config
-                                WHERE key = 'cameras_counted_before');
+            cut := (SELECT value::timestamptz FROM framemeta_config
+                     WHERE key = 'cameras_counted_before');
+        END IF;
+        IF cut = '-infinity' THEN
+            RETURN 0;  -- (and TimescaleDB cannot compare a bucket with it)
+        END IF;
+        daily_to := least(daily_to, cut);
+        IF daily_to IS NULL OR daily_to < '1970-01-02' THEN
+            daily_to := '-infinity';
         END IF;
     END IF;
-    DELETE FROM frame_cameras WHERE camera IS NULL OR camera_id = camera;
-    IF counted_before = '-infinity' THEN
-        RETURN 0;  -- (and TimescaleDB cannot compare a bucket with it)
+    -- Two statements: TimescaleDB cannot compare a bucket with
+    -- '-infinity' (a daily aggregate never refreshed).
+    IF daily_to > '-infinity' THEN
+        INSERT INTO frame_cameras (camera_id, first_captured_at, last_captured_at, frames)
+        SELECT camera_id, min(first_captured_at), max(last_captured_at), sum(frames)::bigint
+          FROM frame_stats_1d
+         WHERE bucket < daily_to AND (camera IS NULL OR camera_id = camera)
+         GROUP BY camera_id
+        HAVING sum(frames) > 0
+         ORDER BY camera_id;
     END IF;
-    INSERT INTO frame_cameras (camera_id, first_captured_at, last_captured_at, frames)
-    SELECT camera_id, min(first_captured_at), max(last_captured_at), sum(frames)::bigint
-      FROM frame_stats_1d
-     WHERE bucket < counted_before AND (camera IS NULL OR camera_id = camera)
-     GROUP BY camera_id
-    HAVING sum(frames) > 0
-     ORDER BY camera_id;
-    GET DIAGNOSTICS written = ROW_COUNT;
+    IF daily_to < cut THEN
+        INSERT INTO frame_cameras AS f (camera_id, first_captured_at, last_captured_at, frames)
+        SELECT camera_id, min(first_captured_at), max(last_captured_at), sum(frames)::bigint
+          FROM frame_stats_1h
+         WHERE bucket >= daily_to AND bucket < cut AND (camera IS NULL OR camera_id = camera)
+         GROUP BY camera_id
+        HAVING sum(frames) > 0
+         ORDER BY camera_id
+        ON CONFLICT (camera_id) DO UPDATE
+           SET first_captured_at = least(f.first_captured_at, excluded.first_captured_at),
+               last_captured_at = greatest(f.last_captured_at, excluded.last_captured_at),
+               frames = f.frames + excluded.frames;
+    END IF;
+    SELECT count(*) INTO written FROM frame_cameras WHERE camera IS NULL OR camera_id = camera;
     RETURN written;
 END
 $$;

@@ -71,12 +71,13 @@ def empty_frames(dsn: str) -> None:
     whose rows the continuous aggregates' invalidation log records, then a
     refresh. (Twice, a test that emptied the raw table with TRUNCATE found a
     stale rollup row afterwards; a loop of TRUNCATE and refresh did not
-    reproduce it.) Apache edition: TRUNCATE all four tables. Both: TRUNCATE
-    the per-camera rows (kept on inserts only)."""
+    reproduce it.) Apache edition: TRUNCATE all four tables. Both: recount
+    the per-camera rows (the Apache edition's trigger sees inserts only)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
             conn.execute("DELETE FROM frame_metadata")
         else:
             conn.execute("TRUNCATE frame_metadata, frame_stats_1m, frame_stats_1h, frame_stats_1d")
-        conn.execute("TRUNCATE frame_cameras")
     refresh_rollups(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT framemeta_recount_cameras()")

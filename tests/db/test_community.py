@@ -181,6 +181,8 @@ def test_cameras_read_the_counted_rows_before_the_cut_and_the_daily_aggregate_af
     late = synthetic_frames(12 * 60, end=DAY + timedelta(hours=11, minutes=30), seed=7)
     with MetadataWriter(dsn, max_age=None) as writer:
         writer.write_many(late)
+    with FrameQuery(dsn) as query:
+        assert {camera.frames for camera in query.cameras()} == {660}  # not yet
 
     maintain(conn)
 

@@ -21,6 +21,7 @@ from framemeta import DatabaseError, FrameQuery, ValidationError, migrate
 from framemeta._copy import copy_batch, encode_batch
 from framemeta.maintenance import apply_retention, erase_frames, rebuild_rollups, set_retention
 from framemeta.schema import migrations_dir
+from tests.conftest import pause_policies
 from tests.frames import frames, refresh_rollups
 from tests.rollup_checks import assert_cameras_follow_daily, assert_rollups_consistent
 
@@ -233,15 +234,18 @@ def test_a_retention_of_the_daily_level_drops_its_days_from_the_cameras(
 
 
 def test_cameras_stay_exact_under_concurrent_writers_erasure_and_rebuilds(db_dsn: str) -> None:
-    """Two writers COPY frames of the same two cameras while erasures,
-    rebuilds and recounts run: none deadlocks, and every count agrees."""
+    """Two writers COPY frames of the same two cameras, at the time the
+    erasures and rebuilds cover, while those and recounts run: none
+    deadlocks, and every count agrees."""
     errors: list[BaseException] = []
 
     def write(first_number: int) -> None:
         try:
             with psycopg.connect(db_dsn) as conn:
                 for batch in range(20):
-                    records = list(frames(200, cameras=2, first_number=first_number + 100 * batch))
+                    records = list(
+                        frames(200, cameras=2, start=START, first_number=first_number + 100 * batch)
+                    )
                     copy_batch(conn, encode_batch(records))
         except BaseException as error:  # reported below
             errors.append(error)
@@ -270,6 +274,7 @@ def test_the_upgrade_to_0011_counts_the_frames_already_there(
             shutil.copy(migration, before)
     migrate(fresh_database, directory=before)
     with psycopg.connect(fresh_database, autocommit=True) as conn:
+        pause_policies(conn)  # the test's refreshes and retention, not the policies'
         _load(conn, 400)
         _load(conn, 1200, start=TEN_DAYS_AGO)  # last: see above
         apply_retention(conn)  # the old day is in the rollups only

@@ -162,6 +162,7 @@ def test_raw_table_has_exactly_the_chosen_indexes(db_dsn: str) -> None:
         "frame_metadata_motion_idx",
         "frame_metadata_detections_idx",
         "frame_metadata_detections_time_idx",
+        "frame_metadata_captured_at_brin",
     }
     assert "(camera_id, captured_at, frame_number)" in indexes["frame_metadata_pkey"]
     assert "gin (metadata jsonb_path_ops)" in indexes["frame_metadata_metadata_idx"]
@@ -170,6 +171,7 @@ def test_raw_table_has_exactly_the_chosen_indexes(db_dsn: str) -> None:
     assert "(camera_id, captured_at) WHERE (detection_labels IS NOT NULL)" in detections
     by_time = indexes["frame_metadata_detections_time_idx"]
     assert "(captured_at) WHERE (detection_labels IS NOT NULL)" in by_time
+    assert "USING brin (captured_at)" in indexes["frame_metadata_captured_at_brin"]
 
 
 def test_edition_is_recorded_for_later_migrations(db_dsn: str) -> None:
