@@ -333,7 +333,8 @@ def rebuild_rollups(
     its data; buckets beyond that are left alone (retention dropped what
     they summarise).
 
-    Apache edition: one transaction, for ``camera_id`` or every camera.
+    Apache edition: one transaction, for ``camera_id`` or every camera,
+    which holds inserts into ``frame_metadata`` until it commits.
     Community edition: the continuous aggregates are refreshed over the
     range, forced where the server supports it, for every camera. The
     cameras' rows (`FrameQuery.cameras`) are recounted after.
@@ -350,6 +351,7 @@ def rebuild_rollups(
         _recount_cameras(conn, None)
         return rebuilt
     with conn.transaction():
+        _hold_writers(conn)
         rebuilt = [_recompute_window(conn, window, camera_id) for window in windows]
         _recount_cameras(conn, camera_id)
         return rebuilt
@@ -367,7 +369,8 @@ def erase_frames(
     since they can no longer be recomputed without the erased frames. The
     camera's row for `FrameQuery.cameras` is recounted last.
 
-    Apache edition: one transaction. Community edition: the deletion
+    Apache edition: one transaction, which holds inserts into
+    ``frame_metadata`` until it commits. Community edition: the deletion
     commits first, then the continuous aggregates are refreshed over the
     range (a refresh cannot share a transaction); if that fails, run it
     again, erasing is idempotent. Compressed chunks are handled by the
@@ -382,6 +385,8 @@ def erase_frames(
     windows = _level_windows(conn, start, end)
     try:
         with conn.transaction():
+            if not community:
+                _hold_writers(conn)
             cursor = conn.execute(
                 "DELETE FROM frame_metadata"
                 " WHERE camera_id = %s AND captured_at >= %s AND captured_at < %s",
@@ -611,6 +616,20 @@ def _recompute_window(
     ).fetchone()
     assert row is not None
     return window.result(int(row[0]))
+
+
+def _hold_writers(conn: psycopg.Connection[Any]) -> None:
+    """Apache edition: hold inserts into ``frame_metadata`` for the
+    caller's transaction, taken before anything else, as migration 0007
+    does: an insert locks frame_metadata, then the rollups, then
+    frame_cameras. Recomputing buckets level by level while writers upsert
+    the same rows deadlocked (a test of two writers beside erasures and
+    rebuilds, every run; locking the three rollup tables instead deadlocked
+    too, as an insert's statement locks them in its own order). Now a
+    writer waits at its insert for the erasure or rebuild to commit, and
+    the erasure waits only for inserts already running, which wait for
+    nothing it holds."""
+    conn.execute("LOCK TABLE frame_metadata IN SHARE ROW EXCLUSIVE MODE")
 
 
 def _recount_cameras(conn: psycopg.Connection[Any], camera_id: str | None) -> None:

@@ -199,9 +199,7 @@ DO $cameras$
 BEGIN
     IF framemeta_edition() <> 'timescale' THEN
         -- Named to fire after framemeta_rollup_inserted (triggers of one
-        -- event fire in name order): a writer then takes its camera row
-        -- last, so an erasure's recount, which holds rollup rows when it
-        -- asks for the table, cannot wait on a writer that waits on it.
+        -- event fire in name order): a writer takes its camera row last.
         -- CREATE TRIGGER locks out writers until this migration commits;
         -- the recount below then sees every frame committed before.
         CREATE TRIGGER framemeta_seen_inserted
