@@ -410,8 +410,8 @@ def erase_frames(
             attrs.evolve(_refresh_window(conn, window), forgotten=result.forgotten)
             for window, result in zip(windows, levels, strict=True)
         ]
-        # After the refreshes: days older than raw are counted from the
-        # daily level, which they change.
+        # After the refreshes: the recount reads the materialised
+        # aggregates, which they change.
         _recount_cameras(conn, camera_id)
     return Erasure(camera_id, start, end, frames, levels)
 
