@@ -4,8 +4,8 @@ the same run (``nox -s bench``).
 
 The dataset is one frame per camera and day, 1,000 cameras over a year:
 365,000 daily rows, what a deployment of 1,000 cameras keeps after a year
-whatever its frame rate, and frames of the last 36 hours. The week's dataset (12 cameras) is in
-test_query_bench.py.
+whatever its frame rate, and frames of the last 36 hours. The week's
+dataset (12 cameras) is in test_query_bench.py.
 """
 
 from __future__ import annotations
@@ -22,16 +22,11 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from framemeta import FrameQuery
+from tests.rollup_checks import CAMERAS_FROM_DAILY
 
 CAMERAS: Final = 1000
 DAYS: Final = 365
 CALLS: Final = 200
-
-_SUM_OF_DAILY_ROWS: Final = (
-    "SELECT camera_id, min(first_captured_at), max(last_captured_at), sum(frames)::bigint"
-    " FROM frame_stats_1d GROUP BY camera_id ORDER BY camera_id"
-)
-"""`cameras()` before migration 0011."""
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +35,8 @@ def many_cameras(bench_db: str) -> str:
     yesterday and one every 10 minutes over the last 36 hours. On the
     community edition the aggregates are refreshed as far as their policies
     would have (1m to a minute ago, 1h to the last whole hour, 1d to
-    yesterday), so that `cameras()` also reads the daily rows of yesterday
-    and today as a live database does, computed from the finer levels."""
+    yesterday), so that `cameras()` also reads the hourly rows after its
+    cut as a live database does, computed from the finer levels."""
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(bench_db, autocommit=True) as conn:
@@ -93,14 +88,14 @@ def test_cameras_of_1000_cameras_over_a_year(
     with FrameQuery(many_cameras) as query, psycopg.connect(many_cameras) as conn:
         old = [
             (camera, first, last, frames)
-            for camera, first, last, frames in conn.execute(_SUM_OF_DAILY_ROWS).fetchall()
+            for camera, first, last, frames in conn.execute(CAMERAS_FROM_DAILY).fetchall()
         ]
         new = [(c.camera_id, c.first_seen, c.last_seen, c.frames) for c in query.cameras()]
         assert new == old
         assert len(new) == CAMERAS
 
         def summed() -> None:
-            conn.execute(_SUM_OF_DAILY_ROWS, prepare=True).fetchall()
+            conn.execute(CAMERAS_FROM_DAILY, prepare=True).fetchall()
 
         for _ in range(10):  # warm: psycopg prepares at the 6th execution
             query.cameras()

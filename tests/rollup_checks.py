@@ -93,10 +93,12 @@ _COMPOSED = """
 """
 
 
-_CAMERAS_FROM_DAILY = """
+CAMERAS_FROM_DAILY = """
     SELECT camera_id, min(first_captured_at), max(last_captured_at), sum(frames)::bigint
     FROM frame_stats_1d GROUP BY 1 ORDER BY 1
 """
+"""What `FrameQuery.cameras` answers, summed from every daily row: its
+statement before migration 0011 (the benchmark times it beside the new one)."""
 
 
 def _rows(conn: psycopg.Connection[Any], sql: str, width: str | None = None) -> list[Any]:
@@ -132,4 +134,4 @@ def assert_cameras_follow_daily(conn: psycopg.Connection[Any]) -> None:
     the rollups are refreshed)."""
     with FrameQuery(conn.info.dsn) as query:
         answer = [(c.camera_id, c.first_seen, c.last_seen, c.frames) for c in query.cameras()]
-    assert answer == _rows(conn, _CAMERAS_FROM_DAILY), "cameras() differs from the daily rollup"
+    assert answer == _rows(conn, CAMERAS_FROM_DAILY), "cameras() differs from the daily rollup"
