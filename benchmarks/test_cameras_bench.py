@@ -35,8 +35,9 @@ def many_cameras(bench_db: str) -> str:
     yesterday and one every 10 minutes over the last 36 hours. On the
     community edition the aggregates are refreshed as far as their policies
     would have (1m to a minute ago, 1h to the last whole hour, 1d to
-    yesterday), so that `cameras()` also reads the hourly rows after its
-    cut as a live database does, computed from the finer levels."""
+    yesterday) and the cameras recounted, so that `cameras()` also reads
+    the 1-minute rows after its cut and the raw frames after the 1-minute
+    watermark, as on a live database (migration 0013)."""
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(bench_db, autocommit=True) as conn:

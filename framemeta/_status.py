@@ -91,7 +91,7 @@ class RollupStatus:
 @attrs.frozen
 class JobStatus:
     """A community-edition job and its last run: a policy (refresh,
-    compression, retention) on ``relation``, or framemeta's hourly recount
+    compression, retention) on ``relation``, or framemeta's recount
     of the cameras (``relation`` None)."""
 
     job_id: int

@@ -286,7 +286,7 @@ def maintain(conn: psycopg.Connection[Any]) -> MaintenanceReport:
     below keeps (only changed buckets are recomputed, so frames backfilled
     past the policies' windows are caught too), compress the raw chunks
     older than ``compress_after``, and recount the cameras' rows (what
-    `FrameQuery.cameras` reads; its hourly job does it too).
+    `FrameQuery.cameras` reads; its job does it every five minutes).
 
     ``conn`` must be in autocommit mode (a refresh cannot run inside a
     transaction block) and have the owner role. The community edition's
@@ -315,7 +315,7 @@ def maintain(conn: psycopg.Connection[Any]) -> MaintenanceReport:
             refreshed.append(level)
         compressed = _compress_old_chunks(conn)
         # What the refreshes materialised, late frames included, moves into
-        # the per-camera rows (as the hourly job does).
+        # the per-camera rows (as the recount job does).
         _recount_cameras(conn, None)
     return MaintenanceReport(dropped, refreshed, compressed)
 

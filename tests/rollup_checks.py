@@ -120,8 +120,8 @@ def assert_rollups_consistent(conn: psycopg.Connection[Any]) -> None:
             f"{coarser} differs from the composition of {finer}"
         )
     if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
-        # The hourly job's recount (paused in tests), as after frames that
-        # came after their hour was materialised: the counted rows then
+        # The recount job's work (paused in tests), as after frames that
+        # came after their minute was materialised: the counted rows then
         # answer up to what the refresh above materialised.
         conn.execute("SELECT framemeta_recount_cameras()")
         conn.commit()

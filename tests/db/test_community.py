@@ -18,10 +18,10 @@ from psycopg import sql
 
 from benchmarks.frames import synthetic_frames
 from framemeta import FrameQuery, MetadataWriter, migrate
-from framemeta.maintenance import erase_frames, maintain, set_retention
+from framemeta.maintenance import WATERMARKS_SQL, erase_frames, maintain, set_retention
 from framemeta.query import _get_statement, _search
 from tests.frames import frames, refresh_rollups
-from tests.rollup_checks import assert_rollups_consistent
+from tests.rollup_checks import assert_cameras_follow_daily, assert_rollups_consistent
 
 # A whole raw chunk, ended more than compress_after (1 day) ago.
 DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
@@ -189,6 +189,58 @@ def test_cameras_read_the_counted_rows_before_the_cut_and_the_daily_aggregate_af
     with FrameQuery(dsn) as query:
         assert {camera.frames for camera in query.cameras()} == {720}
     assert_rollups_consistent(conn)
+
+
+def _cut(conn: psycopg.Connection[Any]) -> datetime:
+    row = conn.execute(
+        "SELECT value::timestamptz FROM framemeta_config WHERE key = 'cameras_counted_before'"
+    ).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def test_recounts_cut_at_the_1_minute_watermark(conn: psycopg.Connection[Any]) -> None:
+    """Migration 0013: the cut follows the 1-minute aggregate, not the
+    hourly one, so `cameras()` reads minutes, not hours, of 1-minute rows."""
+    dsn = conn.info.dsn
+    _write(dsn, 12 * 600, end=datetime.now(UTC) - timedelta(minutes=5))
+
+    maintain(conn)  # refreshes 1m to a minute ago, then recounts
+
+    marks = dict(conn.execute(WATERMARKS_SQL).fetchall())  # None: nothing materialised
+    assert _cut(conn) == marks["frame_stats_1m"]
+    assert _cut(conn) > datetime.now(UTC) - timedelta(minutes=6)
+    # 0011 cut at the hourly level's watermark, which the frames of the
+    # last hour do not reach.
+    assert marks["frame_stats_1h"] is None or marks["frame_stats_1h"] < _cut(conn)
+    assert conn.execute("SELECT sum(frames) FROM frame_cameras").fetchone() == (12 * 600,)
+    with FrameQuery(dsn) as query:
+        assert {camera.frames for camera in query.cameras()} == {600}
+    assert_cameras_follow_daily(conn)
+
+
+def test_one_camera_recounts_whole_days_only_below_the_cut(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """A recount of one camera keeps the last full recount's cut, and the
+    daily watermark may have passed it since: the day of the cut is then
+    counted from its hours, not from its daily row, which also holds the
+    frames after the cut that `cameras()` reads from the 1-minute level."""
+    dsn = conn.info.dsn
+    _write(dsn, 12 * 600, end=DAY + timedelta(hours=12))
+    for relation in ("frame_stats_1m", "frame_stats_1h"):
+        conn.execute(f"CALL refresh_continuous_aggregate('{relation}', NULL, NULL)")
+    conn.execute("SELECT framemeta_recount_cameras()")
+    assert _cut(conn) == DAY + timedelta(hours=12)  # the daily level never refreshed
+    _write(dsn, 12 * 60, end=DAY + timedelta(hours=13))
+    refresh_rollups(dsn)  # the daily watermark moves past the cut, to the next day
+
+    conn.execute("SELECT framemeta_recount_cameras('cam-01')")
+
+    assert _cut(conn) == DAY + timedelta(hours=12)
+    with FrameQuery(dsn) as query:
+        assert {camera.frames for camera in query.cameras()} == {660}
+    assert_cameras_follow_daily(conn)
 
 
 def test_maintain_catches_frames_backfilled_past_the_policy_windows(
