@@ -135,6 +135,13 @@ class DatabaseStatus:
     last_maintenance: MaintenanceRun | None = None
     raw_retention: str | None = None
     """How long raw frames are kept (``7d``, ``never dropped``)."""
+    cameras_counted_before: datetime | None = None
+    """Community edition (migration 0011 on): `FrameQuery.cameras` reads the
+    per-camera rows counted before this moment and the 1-minute rollup
+    after it; the recount job moves it every five minutes, so a moment far
+    behind the newest frame means the job is not running. None on the
+    Apache edition (counted as frames are written) and before any rollup
+    was materialised."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for ``--json``."""
@@ -217,7 +224,16 @@ def collect(conn: psycopg.Connection[Any]) -> DatabaseStatus:
     if edition == "timescale":
         extras["compressed_bytes"] = _compressed_bytes(conn)
         extras["jobs"] = _jobs(conn)
+        extras["cameras_counted_before"] = _cameras_counted_before(conn)
     return attrs.evolve(status, **extras)
+
+
+def _cameras_counted_before(conn: psycopg.Connection[Any]) -> datetime | None:
+    row = conn.execute(
+        "SELECT CASE WHEN isfinite(value::timestamptz) THEN value::timestamptz END"
+        "  FROM framemeta_config WHERE key = 'cameras_counted_before'"
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def _exists(conn: psycopg.Connection[Any], relation: str) -> bool:
@@ -418,6 +434,15 @@ def format_table(status: DatabaseStatus) -> str:
         if job.last_error and job.last_run_status == "Failed":
             text += f", error: {job.last_error}"
         rows.append((f"job {job.job_id}", text))
+    if status.edition == "timescale" and status.rollups and (status.schema_version or 0) >= 11:
+        rows.append(
+            (
+                "cameras counted",
+                f"to {_moment(status.cameras_counted_before)}, the rest read from rollup 1m"
+                if status.cameras_counted_before
+                else "not yet (nothing materialised): read from rollup 1m",
+            )
+        )
     if status.rollups:
         run = status.last_maintenance
         if run is not None:

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from benchmarks.frames import synthetic_frames
-from framemeta import FrameQuery, MetadataWriter, migrate
+from framemeta import FrameQuery, MetadataWriter, _status, migrate
 from framemeta.maintenance import WATERMARKS_SQL, erase_frames, maintain, set_retention
 from framemeta.query import _get_statement, _search
 from tests.frames import frames, refresh_rollups
@@ -217,6 +217,9 @@ def test_recounts_cut_at_the_1_minute_watermark(conn: psycopg.Connection[Any]) -
     with FrameQuery(dsn) as query:
         assert {camera.frames for camera in query.cameras()} == {600}
     assert_cameras_follow_daily(conn)
+    status = _status.collect(conn)  # `framemeta status` shows how far the job counted
+    assert status.cameras_counted_before == _cut(conn)
+    assert f"to {_cut(conn):%Y-%m-%d %H:%M:%S} UTC" in _status.format_table(status)
 
 
 def test_one_camera_recounts_whole_days_only_below_the_cut(
