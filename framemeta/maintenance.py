@@ -336,7 +336,8 @@ def rebuild_rollups(
     Apache edition: one transaction, for ``camera_id`` or every camera,
     which holds inserts into ``frame_metadata`` until it commits.
     Community edition: the continuous aggregates are refreshed over the
-    range, forced where the server supports it, for every camera. The
+    range up to their watermarks (the buckets after are computed at every
+    read), forced where the server supports it, for every camera. The
     cameras' rows (`FrameQuery.cameras`) are recounted after.
     ``conn`` must be in autocommit mode and have the owner role. Raises
     `ValidationError` for naive or reversed times or a bad camera id.
@@ -372,7 +373,8 @@ def erase_frames(
     Apache edition: one transaction, which holds inserts into
     ``frame_metadata`` until it commits. Community edition: the deletion
     commits first, then the continuous aggregates are refreshed over the
-    range (a refresh cannot share a transaction); if that fails, run it
+    range up to their watermarks (a refresh cannot share a transaction;
+    the buckets after are computed at every read); if that fails, run it
     again, erasing is idempotent. Compressed chunks are handled by the
     server. Needs the owner role (`DatabaseError` otherwise) and an
     autocommit connection; raises `ValidationError` for naive or reversed
@@ -639,14 +641,26 @@ def _recount_cameras(conn: psycopg.Connection[Any], camera_id: str | None) -> No
 
 
 def _refresh_window(conn: psycopg.Connection[Any], window: _Window) -> LevelRebuilt:
-    """Community edition: refresh the window's kept part (all cameras)."""
-    if window.kept_from < window.end:
+    """Community edition: refresh the window's kept part (all cameras) up
+    to the level's watermark. Buckets from the watermark on are computed
+    from the level below at every read, so they already follow the change;
+    materialising them would move the watermark over buckets before them
+    that the policy has not materialised yet (yesterday, for the daily
+    level), which every read would then take as empty."""
+    end = min(window.end, _watermarks(conn).get(RELATIONS[window.level]) or window.kept_from)
+    if window.kept_from < end:
         force = ", force => true" if _refresh_can_force(conn) else ""
         conn.execute(
             f"CALL refresh_continuous_aggregate(%s::regclass, %s, %s{force})",
-            (RELATIONS[window.level], window.kept_from, window.end),
+            (RELATIONS[window.level], window.kept_from, end),
         )
     return window.result(None)
+
+
+def _watermarks(conn: psycopg.Connection[Any]) -> dict[str, datetime | None]:
+    """Community edition: each continuous aggregate's watermark by its
+    view's name (None: nothing materialised yet)."""
+    return dict(conn.execute(WATERMARKS_SQL).fetchall())
 
 
 def _forget(conn: psycopg.Connection[Any], window: _Window, camera_id: str, community: bool) -> int:

@@ -129,8 +129,8 @@ def assert_rollups_consistent(conn: psycopg.Connection[Any]) -> None:
 
 
 def assert_cameras_follow_daily(conn: psycopg.Connection[Any]) -> None:
-    """`FrameQuery.cameras` (``frame_cameras`` and the daily rows after its
-    cut) says what the daily rollup counts, camera by camera (call after
+    """`FrameQuery.cameras` (``frame_cameras`` and the 1-minute rows after
+    its cut) says what the daily rollup counts, camera by camera (call after
     the rollups are refreshed)."""
     with FrameQuery(conn.info.dsn) as query:
         answer = [(c.camera_id, c.first_seen, c.last_seen, c.frames) for c in query.cameras()]

@@ -161,7 +161,7 @@ def test_erase_reaches_into_compressed_chunks(conn: psycopg.Connection[Any]) -> 
     assert_rollups_consistent(conn)
 
 
-def test_cameras_read_the_counted_rows_before_the_cut_and_the_daily_aggregate_after(
+def test_cameras_read_the_counted_rows_before_the_cut_and_the_aggregate_after(
     conn: psycopg.Connection[Any],
 ) -> None:
     dsn = conn.info.dsn
@@ -244,6 +244,42 @@ def test_one_camera_recounts_whole_days_only_below_the_cut(
     with FrameQuery(dsn) as query:
         assert {camera.frames for camera in query.cameras()} == {660}
     assert_cameras_follow_daily(conn)
+
+
+def test_erasure_of_recent_frames_leaves_unmaterialised_days_to_the_policies(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """An erasure (or a rebuild) refreshes each level only up to its
+    watermark. Refreshing the daily level over today moved its watermark
+    past yesterday, which its policy materialises only once the day is
+    over: every read then took yesterday as empty (review of migration
+    0013; the daily view, `stats` from it and `cameras()` lost a day)."""
+    now = datetime.now(UTC)
+    conn.execute(
+        "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
+        " SELECT format('cam-%%s', c), %s - m * interval '1 minute', m"
+        "   FROM generate_series(1, 3) AS c, generate_series(1, 50 * 60) AS m",
+        (now,),
+    )
+    maintain(conn)  # every level refreshed as far as its policy would: 1d to yesterday
+    marks = dict(conn.execute(WATERMARKS_SQL).fetchall())
+    assert marks["frame_stats_1d"] <= now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    erase_frames(conn, "cam-2", now - timedelta(minutes=30), now)
+
+    raw = conn.execute(
+        "SELECT camera_id, count(*) FROM frame_metadata GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert dict(raw)["cam-2"] == 50 * 60 - 30
+    daily = conn.execute(
+        "SELECT camera_id, sum(frames)::bigint FROM frame_stats_1d GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert daily == raw
+    with FrameQuery(conn.info.dsn) as query:
+        assert [(c.camera_id, c.frames) for c in query.cameras()] == raw
+    assert (
+        dict(conn.execute(WATERMARKS_SQL).fetchall())["frame_stats_1d"] == marks["frame_stats_1d"]
+    )
 
 
 def test_maintain_catches_frames_backfilled_past_the_policy_windows(
