@@ -7,6 +7,7 @@ community-edition server to run them."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -280,6 +281,59 @@ def test_erasure_of_recent_frames_leaves_unmaterialised_days_to_the_policies(
     assert (
         dict(conn.execute(WATERMARKS_SQL).fetchall())["frame_stats_1d"] == marks["frame_stats_1d"]
     )
+
+
+def test_daily_retention_and_a_recount_take_their_locks_in_one_order(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """With a horizon on the daily level, retention drops daily chunks and
+    then recounts the cameras; the recount job locks ``frame_cameras`` and
+    then reads the daily chunks. Retention now takes ``frame_cameras``
+    first (migration 0014): before, the interleaving below was a deadlock
+    that PostgreSQL broke by cancelling one of them."""
+    dsn = conn.info.dsn
+    conn.execute(
+        "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
+        " SELECT format('cam-%%s', c), %s - d * interval '1 day', d"
+        "   FROM generate_series(1, 3) AS c, generate_series(1, 40) AS d",
+        (DAY,),
+    )
+    refresh_rollups(dsn)
+    conn.execute("SELECT framemeta_recount_cameras()")
+    set_retention(conn, **{"1m": "10d", "1h": "15d", "1d": "20d"})
+    with psycopg.connect(dsn) as recount, psycopg.connect(dsn) as retention:
+        recount.execute("SET lock_timeout = '20s'")  # a wait, never an endless one
+        recount.execute("LOCK TABLE frame_cameras IN EXCLUSIVE MODE")  # the job's first step
+        errors: list[Exception] = []
+
+        def apply() -> None:
+            try:
+                retention.execute("SELECT framemeta_apply_retention()")
+            except psycopg.Error as exc:  # asserted below, in the test's thread
+                errors.append(exc)
+
+        dropping = threading.Thread(target=apply)
+        dropping.start()
+        deadline = time.monotonic() + 10  # until retention waits on a lock
+        waiting = (
+            "SELECT EXISTS (SELECT FROM pg_stat_activity"
+            "                WHERE wait_event_type = 'Lock' AND pid = %s)"
+        )
+        while time.monotonic() < deadline and conn.execute(
+            waiting, (retention.info.backend_pid,)
+        ).fetchone() != (True,):
+            time.sleep(0.05)
+        # The job's second step: every daily chunk, as its recount reads them.
+        recount.execute("SELECT count(*) FROM frame_stats_1d").fetchone()
+        recount.execute("SELECT framemeta_recount_cameras()")
+        recount.commit()
+        dropping.join(timeout=30)
+        retention.commit()
+    assert not dropping.is_alive()
+    assert errors == []
+    assert_cameras_follow_daily(conn)
+    with FrameQuery(dsn) as query:
+        assert all(camera.frames < 40 for camera in query.cameras())  # days dropped
 
 
 def test_maintain_catches_frames_backfilled_past_the_policy_windows(
