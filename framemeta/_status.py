@@ -274,11 +274,11 @@ def _newest(conn: psycopg.Connection[Any], schema: str, table: str, column: str)
 
 def _rollups(conn: psycopg.Connection[Any], newest_frame: datetime | None) -> list[RollupStatus]:
     retention = maintenance.get_retention(conn)
-    watermarks: dict[str, datetime] = {}
+    watermarks: dict[str, datetime | None] = {}
     if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
         # How far each continuous aggregate is materialised (never refreshed:
         # the lowest time there is, shown as no bucket).
-        watermarks = dict(conn.execute(maintenance.WATERMARKS_SQL).fetchall())
+        watermarks = maintenance._watermarks(conn)
     storage = maintenance._level_storage(conn)
     levels = []
     for level in maintenance.LEVELS[1:]:
@@ -288,7 +288,7 @@ def _rollups(conn: psycopg.Connection[Any], newest_frame: datetime | None) -> li
         if relation in watermarks:
             # Materialised up to the watermark; newer buckets are computed
             # from the level below when read.
-            watermark: datetime | None = watermarks[relation]
+            watermark = watermarks[relation]
             newest = watermark - width if watermark is not None else None
         else:
             newest = _newest(conn, schema, table, "bucket")

@@ -585,6 +585,12 @@ Buckets from the watermark on are computed from the level below when read
 (real-time aggregation). `framemeta status` and the Query API's plans read it."""
 
 
+def _watermarks(conn: psycopg.Connection[Any]) -> dict[str, datetime | None]:
+    """Community edition: each continuous aggregate's watermark by its
+    view's name (None: nothing materialised yet)."""
+    return dict(conn.execute(WATERMARKS_SQL).fetchall())
+
+
 @attrs.frozen
 class _Storage:
     schema: str
@@ -655,12 +661,6 @@ def _refresh_window(conn: psycopg.Connection[Any], window: _Window) -> LevelRebu
             (RELATIONS[window.level], window.kept_from, end),
         )
     return window.result(None)
-
-
-def _watermarks(conn: psycopg.Connection[Any]) -> dict[str, datetime | None]:
-    """Community edition: each continuous aggregate's watermark by its
-    view's name (None: nothing materialised yet)."""
-    return dict(conn.execute(WATERMARKS_SQL).fetchall())
 
 
 def _forget(conn: psycopg.Connection[Any], window: _Window, camera_id: str, community: bool) -> int:

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from benchmarks.frames import synthetic_frames
 from framemeta import FrameQuery, MetadataWriter, _status, migrate
-from framemeta.maintenance import WATERMARKS_SQL, erase_frames, maintain, set_retention
+from framemeta.maintenance import _watermarks, erase_frames, maintain, set_retention
 from framemeta.query import _get_statement, _search
 from tests.frames import frames, refresh_rollups
 from tests.rollup_checks import assert_cameras_follow_daily, assert_rollups_consistent
@@ -208,7 +208,7 @@ def test_recounts_cut_at_the_1_minute_watermark(conn: psycopg.Connection[Any]) -
 
     maintain(conn)  # refreshes 1m to a minute ago, then recounts
 
-    marks = dict(conn.execute(WATERMARKS_SQL).fetchall())  # None: nothing materialised
+    marks = _watermarks(conn)  # None: nothing materialised
     assert _cut(conn) == marks["frame_stats_1m"]
     assert _cut(conn) > datetime.now(UTC) - timedelta(minutes=6)
     # 0011 cut at the hourly level's watermark, which the frames of the
@@ -263,8 +263,10 @@ def test_erasure_of_recent_frames_leaves_unmaterialised_days_to_the_policies(
         (now,),
     )
     maintain(conn)  # every level refreshed as far as its policy would: 1d to yesterday
-    marks = dict(conn.execute(WATERMARKS_SQL).fetchall())
-    assert marks["frame_stats_1d"] <= now.replace(hour=0, minute=0, second=0, microsecond=0)
+    marks = _watermarks(conn)
+    daily_mark = marks["frame_stats_1d"]
+    assert daily_mark is not None
+    assert daily_mark <= now.replace(hour=0, minute=0, second=0, microsecond=0)
 
     erase_frames(conn, "cam-2", now - timedelta(minutes=30), now)
 
@@ -278,9 +280,7 @@ def test_erasure_of_recent_frames_leaves_unmaterialised_days_to_the_policies(
     assert daily == raw
     with FrameQuery(conn.info.dsn) as query:
         assert [(c.camera_id, c.frames) for c in query.cameras()] == raw
-    assert (
-        dict(conn.execute(WATERMARKS_SQL).fetchall())["frame_stats_1d"] == marks["frame_stats_1d"]
-    )
+    assert _watermarks(conn)["frame_stats_1d"] == marks["frame_stats_1d"]
 
 
 def test_daily_retention_and_a_recount_take_their_locks_in_one_order(
