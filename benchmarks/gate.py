@@ -3,10 +3,10 @@ saved baseline's, each divided by a reference measured beside it in the
 same run.
 
 This machine's speed swings up to 2x from one minute to the next (README,
-"Measured"), so an absolute median says more about the minute than about
-the code. A benchmark is therefore judged by how it moved relative to its
-reference, a workload that is not framemeta's code and ran at the same
-time:
+"Measured"; docs/measurements.md), so an absolute median says more about
+the minute than about the code. A benchmark is therefore judged by how
+it moved relative to its reference, a workload that is not framemeta's
+code and ran at the same time:
 
 - each query benchmark: a bare psycopg query, called between its rounds
   (``extra_info["reference_median_s"]``);

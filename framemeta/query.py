@@ -80,8 +80,8 @@ _FIRST_PAGE_ROWS: Final = 1000
 # made into results while the server sends the next: on 2 cores the
 # server's output and the client's decoding overlap (a week of hourly
 # stats for 12 cameras, 2,016 rows: 15.5 against 24.4 ms at p50 read
-# whole; README, "What the figures led to"). Lookups and searches are not
-# read this way: they are prepared, and a stream is not.
+# whole; docs/measurements.md, "What the figures led to"). Lookups and
+# searches are not read this way: they are prepared, and a stream is not.
 _CHUNK_ROWS: Final = 64
 _CHUNKED: Final = psycopg.capabilities.has_stream_chunked()
 """False with a libpq older than 17: results are then read whole."""
@@ -261,8 +261,8 @@ class _Statement:
     actual range. The others are prepared as psycopg sees fit: lookups
     pass their values to the hypertable at run time, through a one-row
     join (`_GET`, `_LATEST`) or one-value subqueries (`_value`); searches'
-    generic plans measured as fast as custom ones (README, "What the
-    figures led to")."""
+    generic plans measured as fast as custom ones (docs/measurements.md,
+    "What the figures led to")."""
 
     query: sql.SQL | sql.Composed
     params: Mapping[str, Any]
@@ -282,7 +282,8 @@ _FRAME_COLUMNS: Final = sql.SQL(
 """The columns of a FrameRecord. The detection arrays and the metadata come
 as their text, kept as it is until the record's detections or metadata are
 first read (`_frame_from_row`): decoding them was two thirds of the client's
-work for a read of frames (README, "What the figures led to")."""
+work for a read of frames (docs/measurements.md, "What the figures led
+to")."""
 
 
 def _frame(row: tuple[Any, ...]) -> FrameRecord:
@@ -606,7 +607,8 @@ class _Search:
             # condition its plans made for the values (the first executions,
             # or every one with prepare_threshold=None) sorted a bitmap scan
             # of the whole range: one camera-hour of a common value took
-            # 8.95 against 1.91 ms at p50 (README, "What the figures led to").
+            # 8.95 against 1.91 ms at p50 (docs/measurements.md, "What the
+            # figures led to").
             filters.append(
                 sql.SQL(
                     "CASE WHEN coalesce(metadata, '{}') @> %(contains)s::jsonb"
@@ -972,7 +974,7 @@ _STATS_OUTER: Final = sql.SQL(
 # (migration 0007): 6 values a row instead of 18. The server sends each value
 # through its type's send function; for a week of hourly stats of 12
 # cameras, received by libpq alone, that took 9.18 ms at p50 as 18 columns
-# and 3.76 ms packed (README, "What the figures led to").
+# and 3.76 ms packed (docs/measurements.md, "What the figures led to").
 _PACKED_READ: Final = sql.SQL(
     "SELECT camera_id, bucket, first_captured_at, last_captured_at, packed_numbers,"
     " detections_by_label::text FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
@@ -1072,8 +1074,8 @@ class _ReadStatsRow(StatsRow):
     label counts as their JSON text) and reads each field from it; the
     label counts are parsed on first read and kept (two threads reading at
     once may both parse, and get equal dicts). Building one costs a fifth
-    of building a `StatsRow`; a field read costs more (README, "What the
-    figures led to"). It compares equal to, and prints as, the `StatsRow`
+    of building a `StatsRow`; a field read costs more (docs/measurements.md,
+    "What the figures led to"). It compares equal to, and prints as, the `StatsRow`
     with the same fields; pickled or copied it becomes one."""
 
     __slots__ = ("_labels", "_row")
@@ -1168,7 +1170,7 @@ class _PackedStatsRow(_ReadStatsRow):
     read (two threads reading at once may both unpack, and get equal
     values). Building one costs what building its parent does; unpacking
     each row as it arrived cost 1.3 us a row, 2.6 ms of a week of hourly
-    stats (README, "What the figures led to")."""
+    stats (docs/measurements.md, "What the figures led to")."""
 
     __slots__ = ("_numbers",)
     _numbers: tuple[Any, ...] | None
