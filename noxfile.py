@@ -65,7 +65,14 @@ def bench(session: nox.Session) -> None:
     if not saving:
         # Each benchmark against the baseline relative to a reference measured
         # beside it, not absolutely: this machine's speed swings (benchmarks/gate.py).
-        session.run("python", "-m", "benchmarks.gate", run_json, f"--baseline-dir={BASELINE_DIR}")
+        session.run(
+            "python",
+            "-m",
+            "benchmarks.gate",
+            run_json,
+            f"--baseline-dir={BASELINE_DIR}",
+            "--confirm",
+        )
 
 
 @nox.session

@@ -5,12 +5,20 @@ not fail it and a slower benchmark does."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.gate import REFERENCE_KEY, judge, main, newest_baseline, unmatched
+from benchmarks.gate import (
+    REFERENCE_KEY,
+    judge,
+    main,
+    newest_baseline,
+    rerun_ids,
+    unmatched,
+)
 
 MACHINE = {"system": "Linux", "python_implementation": "CPython", "python_version": "3.11.7"}
 
@@ -100,3 +108,50 @@ def test_main_fails_when_nothing_could_be_judged(
     assert "nothing was judged" in out
     assert "test_renamed" in out
     assert "not in this run" in out
+
+
+def test_the_failed_are_timed_again_with_what_they_are_judged_against() -> None:
+    run = _report({COPY: 1.0, WRITER: 4.5, QUERY: 10.0, COPY_PATH: 7.0}, {QUERY: 0.35})
+    for bench in run["benchmarks"]:
+        bench["fullname"] = f"benchmarks/test_x.py::{bench['name']}"
+
+    assert rerun_ids(run, [WRITER, QUERY]) == [
+        f"benchmarks/test_x.py::{COPY}",  # the writer's reference
+        f"benchmarks/test_x.py::{WRITER}",
+        f"benchmarks/test_x.py::{QUERY}",  # carries its own
+    ]
+
+
+@pytest.mark.parametrize(
+    ("second", "code"),
+    [
+        ({COPY: 1.0, WRITER: 3.3, QUERY: 10.0}, 0),  # a slow phase: within the tolerance
+        ({COPY: 1.0, WRITER: 4.4, QUERY: 10.0}, 1),  # the writer again: a regression
+        ({COPY: 1.0, QUERY: 10.0}, 1),  # the writer did not run again: still failed
+        (None, 1),  # no report at all
+    ],
+)
+def test_confirm_fails_only_what_fails_twice(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    second: dict[str, float] | None,
+    code: int,
+) -> None:
+    folder = tmp_path / "Linux-CPython-3.11-64bit"
+    folder.mkdir()
+    (folder / "0001_baseline.json").write_text(json.dumps(BASELINE))
+    run_path = tmp_path / "run.json"
+    run_path.write_text(json.dumps(_report({COPY: 1.0, WRITER: 4.5, QUERY: 11.0}, {QUERY: 0.5})))
+    asked: list[tuple[list[str], Path]] = []
+
+    def rerun(ids: Sequence[str], report: Path) -> Mapping[str, Any] | None:
+        asked.append((list(ids), report))
+        return None if second is None else _report(second, {QUERY: 0.5})
+
+    assert main([str(run_path), f"--baseline-dir={tmp_path}", "--confirm"], rerun) == code
+    assert asked == [([COPY, WRITER], tmp_path / "run.confirm.json")]  # the query passed
+    out = capsys.readouterr().out
+    assert ("1 regression(s)" in out) == (code == 1)
+    # Without --confirm, the first run's verdict stands.
+    assert main([str(run_path), f"--baseline-dir={tmp_path}"], rerun) == 1
+    assert len(asked) == 1
