@@ -383,20 +383,30 @@ def _checked_detections(
     return detections if type(detections) is tuple else tuple(detections)
 
 
-def _encode_metadata(metadata: dict[str, Any], limit: int) -> bytes:
+def _encode_json(name: str, value: Any, limit: int | None = None) -> bytes:
+    """``value`` as the JSON text framemeta stores, checked as metadata is:
+    ValidationError naming ``name`` for a value JSON cannot hold (NaN,
+    infinities, NUL characters, datetimes and other types orjson would
+    write as something else) or, with ``limit``, longer than ``limit``
+    bytes. The Query API checks `search`'s ``contains`` with it."""
     try:
-        encoded = orjson.dumps(metadata, option=_ORJSON_OPTIONS)
+        encoded = orjson.dumps(value, option=_ORJSON_OPTIONS)
     except TypeError as exc:
-        raise ValidationError("metadata", metadata, f"is not JSON-serialisable: {exc}") from None
-    if len(encoded) > limit:
+        raise ValidationError(name, value, f"is not JSON-serialisable: {exc}") from None
+    if limit is not None and len(encoded) > limit:
         raise ValidationError(
-            "metadata", f"<{len(encoded)} bytes>", f"encodes to more than {limit} bytes"
+            name, f"<{len(encoded)} bytes>", f"encodes to more than {limit} bytes"
         )
     # orjson writes NaN and infinities as null and NUL as \u0000: both markers
     # are rare in real metadata, so only then is the value walked to tell.
     # (bytes.find is about twice as fast as `in` for these short needles.)
     if encoded.find(b"null") >= 0 or encoded.find(b"\\u0000") >= 0:
-        _check_json_values("metadata", metadata)
+        _check_json_values(name, value)
+    return encoded
+
+
+def _encode_metadata(metadata: dict[str, Any], limit: int) -> bytes:
+    encoded = _encode_json("metadata", metadata, limit)
     # The concatenation also copies orjson's output out of its 4 KiB
     # working buffer, which it keeps otherwise: 60 bytes instead of 4,096
     # for a small object, for every queued record.

@@ -97,13 +97,16 @@ def pause_policies(conn: psycopg.Connection[Any]) -> None:
 
 
 @contextlib.contextmanager
-def scratch_database(admin_dsn: str, kind: str, template: str | None = None) -> Iterator[str]:
+def scratch_database(
+    admin_dsn: str, kind: str, template: str | None = None, options: str = ""
+) -> Iterator[str]:
     """A new database ``framemeta_<kind>_...`` (a clone of ``template`` if
-    given) for the duration of the block; yields its conninfo."""
+    given; ``options``: more of ``CREATE DATABASE``, a collation say) for
+    the duration of the block; yields its conninfo."""
     name = f"framemeta_{kind}_{os.getpid()}_{next(_counter)}"
     clone = f" TEMPLATE {template} STRATEGY file_copy" if template else ""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}{clone}")
+        conn.execute(f"CREATE DATABASE {name}{clone} {options}")
     try:
         yield make_conninfo(admin_dsn, dbname=name)
     finally:

@@ -11,7 +11,7 @@ import pickle
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, Literal
 
 import attrs
@@ -24,11 +24,19 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 import framemeta.query
-from framemeta import BoundingBox, Detection, FrameRecord, MetadataWriter, ValidationError
+from framemeta import (
+    BoundingBox,
+    Detection,
+    FrameRecord,
+    MetadataWriter,
+    ValidationError,
+    migrate,
+)
 from framemeta._copy import copy_batch, encode_batch
 from framemeta.maintenance import LEVEL_STORAGE_SQL, maintain
 from framemeta.query import AsyncFrameQuery, FrameQuery, StatsRow
 from framemeta.records import _frame_from_row
+from tests.conftest import pause_policies, scratch_database
 from tests.frames import START, empty_frames, frames, refresh_rollups
 from tests.rollup_checks import RANDOM_BASE, random_frames
 
@@ -272,6 +280,33 @@ def test_motion_events_use_the_threshold_or_a_lower_score(
     assert [(r.captured_at, r.camera_id) for r in lower] == sorted(
         (r.captured_at, r.camera_id) for r in lower
     )
+
+
+def test_motion_events_compare_scores_as_they_are_stored(db_dsn: str) -> None:
+    """A score is stored as a 32-bit real: 0.7 is kept as 0.69999999, below
+    the 64-bit 0.7. A frame written with 0.7 is found at ``min_score=0.7``."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    scores = [0.5, 0.55, 0.6, 0.7, 0.9, 0.3]
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(
+            FrameRecord("cam-1", start + timedelta(seconds=i), i, motion_score=score)
+            for i, score in enumerate(scores)
+        )
+    end = start + timedelta(minutes=1)
+
+    with FrameQuery(db_dsn) as query:
+        found = {
+            threshold: [
+                record.motion_score
+                for record in query.motion_events(start, end, min_score=threshold)
+            ]
+            for threshold in (0.3, 0.55, 0.7, 0.9)
+        }
+
+    assert found == {
+        threshold: pytest.approx([score for score in scores if score >= threshold])
+        for threshold in (0.3, 0.55, 0.7, 0.9)
+    }
 
 
 def _index_names(plan: Any) -> set[str]:
@@ -1003,6 +1038,94 @@ def test_the_bucket_across_where_raw_storage_begins_is_counted_by_every_source(
     assert raw_plan.missing == ()
 
 
+def test_a_bucket_of_days_across_raw_retentions_horizon_is_counted_from_raw(
+    db_dsn: str,
+) -> None:
+    """Raw keeps 7 days: retention drops the chunks that end before now - 7
+    days, never the one that holds that moment. A bucket of several days
+    that begins at that chunk's start, with a frame two days later, is
+    whole in raw storage: raw counts it as the 1-minute level does (it was
+    left out, for starting before now - 7 days)."""
+    now = datetime.now(UTC)
+    chunk = (now - timedelta(days=7)).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = (chunk - datetime(2000, 1, 3, tzinfo=UTC)).days  # from time_bucket's origin
+    width = next(timedelta(days=d) for d in range(3, days + 1) if days % d == 0)
+    with MetadataWriter(db_dsn) as writer:
+        writer.write(FrameRecord("cam-1", chunk + timedelta(days=2, hours=12), 1))
+    refresh_rollups(db_dsn)
+    start = now - timedelta(days=8)
+
+    with FrameQuery(db_dsn) as query:
+        answers = {
+            source: _comparable(query.stats(start, now, bucket=width, resolution=source))
+            for source in ("raw", "1m", "auto")
+        }
+        raw_plan = query.plan(start, now, bucket=width, resolution="raw")
+
+    assert answers["raw"] == answers["1m"] == answers["auto"]
+    assert [(row[1], row[2]) for row in answers["raw"]] == [(chunk, 1)]
+    assert raw_plan.parts[0].start == chunk
+
+
+def test_stats_find_the_first_frames_of_an_empty_database_at_once(db_dsn: str) -> None:
+    """What a plan knows of the database is read again after 30 s, but at
+    once while there are no frames at all: the first frames are counted at
+    the next call."""
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    start = end - timedelta(hours=2)
+    with FrameQuery(db_dsn) as query:
+        assert query.stats(start, end) == []
+        with MetadataWriter(db_dsn) as writer:
+            writer.write(FrameRecord("cam-1", end - timedelta(minutes=5), 1))
+        refresh_rollups(db_dsn)
+
+        assert [row.frames for row in query.stats(start, end)] == [1]
+        assert [record.frame_number for record in query.latest_all()] == [1]
+
+
+def test_cameras_are_listed_in_code_point_order_whatever_the_collation(
+    admin_dsn: str,
+) -> None:
+    """In a database whose collation sorts as people read (ICU, en-US), the
+    answers list cameras in Python's order, as a stats answer read from
+    two sources is sorted: every answer the same, whichever source gave
+    it."""
+    cameras = ["cam-a", "cam-B", "cam_c"]
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        icu = conn.execute("SELECT EXISTS (SELECT FROM pg_collation WHERE collprovider = 'i')")
+        if icu.fetchone() != (True,):
+            pytest.skip("this server has no ICU collations")
+    icu_options = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    with scratch_database(admin_dsn, "icu", options=icu_options) as dsn:
+        migrate(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            pause_policies(conn)  # as in every test database: refreshes are the test's
+        with psycopg.connect(dsn) as conn:
+            ordered = conn.execute(
+                "SELECT array_agg(c ORDER BY c) FROM unnest(%s::text[]) AS c", (cameras,)
+            ).fetchone()
+        assert ordered is not None
+        assert ordered[0] != sorted(cameras)  # the server does sort otherwise
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+        with MetadataWriter(dsn) as writer:
+            writer.write_many(FrameRecord(camera, at, 1) for camera in cameras)
+        refresh_rollups(dsn)
+
+        with FrameQuery(dsn) as query:
+            answers = {
+                source: [
+                    row.camera_id
+                    for row in query.stats(at - _HOUR, at + _HOUR, bucket=_HOUR, resolution=source)
+                ]
+                for source in ("raw", "1m", "1h")
+            }
+            listed = [info.camera_id for info in query.cameras()]
+            latest = [record.camera_id for record in query.latest_all()]
+
+    assert answers == {source: sorted(cameras) for source in ("raw", "1m", "1h")}
+    assert listed == latest == sorted(cameras)
+
+
 def test_stats_read_from_two_levels_equal_stats_from_raw(db_dsn: str) -> None:
     """The 1-minute level's older chunks dropped by hand: stats by the
     minute come from that level where it still has its chunk and from raw
@@ -1286,6 +1409,7 @@ class _NoPool:
 
 
 NOW = datetime.now(UTC)
+_WEST, _EAST = timezone(timedelta(hours=-5)), timezone(timedelta(hours=5))
 
 
 @pytest.mark.parametrize(
@@ -1321,6 +1445,15 @@ NOW = datetime.now(UTC)
             "min_confidence",
         ),
         (lambda q: q.motion_events(NOW - timedelta(hours=1), NOW, min_score=-0.1), "min_score"),
+        (lambda q: q.get("cam-1", NOW, 2**63), "frame_number"),
+        (lambda q: q.stats(NOW, datetime.max.replace(tzinfo=_WEST)), "end"),
+        (lambda q: q.get("cam-1", datetime.max.replace(tzinfo=_WEST), 1), "captured_at"),
+        (lambda q: q.motion_events(datetime.min.replace(tzinfo=_EAST), NOW), "start"),
+        (lambda q: q.search({"a": float("nan")}, NOW - timedelta(hours=1), NOW), "contains.a"),
+        (lambda q: q.search({"a": [float("inf")]}, NOW - timedelta(hours=1), NOW), "contains.a[0]"),
+        (lambda q: q.search({"a": "x\x00"}, NOW - timedelta(hours=1), NOW), "contains.a"),
+        (lambda q: q.search({"a\x00": 1}, NOW - timedelta(hours=1), NOW), "contains"),
+        (lambda q: q.search({"a": NOW}, NOW - timedelta(hours=1), NOW), "contains"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_sql(call: Any, field: str) -> None:
