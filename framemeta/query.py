@@ -402,7 +402,7 @@ def _latest_all_statement(raw_from: datetime | None) -> _Statement:
                 SELECT {} FROM frame_metadata AS f WHERE f.camera_id = cameras.camera_id
                 ORDER BY f.captured_at DESC, f.frame_number DESC LIMIT 1
             ) AS latest
-            ORDER BY latest.camera_id COLLATE "C"
+            ORDER BY latest.camera_id
             """
         ).format(_FRAME_COLUMNS, raw_from=_value("raw_from")),
         # Nothing kept: any day will do, no frame is found.
@@ -801,7 +801,7 @@ def _cameras_statement() -> _Statement:
                       FROM frame_stats_1m
                      WHERE bucket >= (SELECT value::timestamptz FROM framemeta_config
                                        WHERE key = 'cameras_counted_before')) AS parts
-             GROUP BY camera_id ORDER BY camera_id COLLATE "C"
+             GROUP BY camera_id ORDER BY camera_id
             """
         ),
         {},
@@ -889,23 +889,14 @@ def _lost_statement(rows: list[tuple[Any, ...]]) -> _Statement | None:
     return _Statement(query, {"levels": levels, "oldest": oldests, "since": sinces})
 
 
-# Statistics rows are ordered by camera_id in code-point order, as Python
-# sorts the rows of an answer read from two sources (`_stats_rows`), whatever
-# the database's collation. The sorted column itself is the collated one
-# (``camera_id COLLATE "C" AS camera_id``, then ``ORDER BY 1``): sorting by
-# the expression instead made the server carry a copy of every camera_id
-# through the sort (community edition, a week of hourly rows: 2.27 against
-# 2.07 ms in EXPLAIN ANALYZE, 2.09 this way).
-_COLLATED: Final = 'camera_id COLLATE "C" AS camera_id'
-_ROLLUP_TAIL: Final = (
-    "bucket, frames, first_captured_at, last_captured_at, first_frame_number,"
+_ROLLUP_COLUMNS: Final = sql.SQL(
+    "camera_id, bucket, frames, first_captured_at, last_captured_at, first_frame_number,"
     " last_frame_number, motion_frames, motion_sum, {motion_min}, {motion_max}, motion_events,"
     " brightness_frames, brightness_sum, {brightness_min}, {brightness_max}, detections,"
     " detections_by_label"
 )
-_ROLLUP_COLUMNS: Final = sql.SQL("camera_id, " + _ROLLUP_TAIL)
 _REGROUPED: Final = sql.SQL(
-    _COLLATED + ", time_bucket(%(bucket)s, bucket), sum(frames)::bigint, min(first_captured_at),"
+    "camera_id, time_bucket(%(bucket)s, bucket), sum(frames)::bigint, min(first_captured_at),"
     " max(last_captured_at), min(first_frame_number), max(last_frame_number),"
     " sum(motion_frames)::bigint, sum(motion_sum), {motion_min}, {motion_max},"
     " sum(motion_events)::bigint, sum(brightness_frames)::bigint, sum(brightness_sum),"
@@ -932,8 +923,7 @@ def _extremes(*, regroup: bool, real: bool) -> dict[str, sql.Composable]:
 _FROM_RAW: Final = sql.SQL(
     """
     WITH totals AS (
-        SELECT camera_id COLLATE "C" AS camera_id, time_bucket(%(bucket)s, captured_at) AS bucket,
-               count(*) AS frames,
+        SELECT camera_id, time_bucket(%(bucket)s, captured_at) AS bucket, count(*) AS frames,
                min(captured_at) AS first_at, max(captured_at) AS last_at,
                min(frame_number) AS first_number, max(frame_number) AS last_number,
                count(motion_score) AS motion_frames,
@@ -950,7 +940,7 @@ _FROM_RAW: Final = sql.SQL(
         WHERE captured_at >= %(start)s AND captured_at < %(end)s{camera}
         GROUP BY 1, 2
     ), labels AS (
-        SELECT camera_id COLLATE "C" AS camera_id, bucket, jsonb_object_agg(label, n) AS by_label
+        SELECT camera_id, bucket, jsonb_object_agg(label, n) AS by_label
         FROM (
             SELECT camera_id, time_bucket(%(bucket)s, captured_at) AS bucket, label,
                    count(*) AS n
@@ -984,7 +974,7 @@ _STATS_OUTER: Final = sql.SQL(
                         last_number, motion_frames, motion_sum, motion_min, motion_max,
                         motion_events, brightness_frames, brightness_sum, brightness_min,
                         brightness_max, detections, by_label)
-    ORDER BY camera_id, bucket  -- collated by each source (`_COLLATED`)
+    ORDER BY camera_id, bucket
     """
 )
 
@@ -995,7 +985,7 @@ _STATS_OUTER: Final = sql.SQL(
 # cameras, received by libpq alone, that took 9.18 ms at p50 as 18 columns
 # and 3.76 ms packed (docs/measurements.md, "What the figures led to").
 _PACKED_READ: Final = sql.SQL(
-    "SELECT " + _COLLATED + ", bucket, first_captured_at, last_captured_at, packed_numbers,"
+    "SELECT camera_id, bucket, first_captured_at, last_captured_at, packed_numbers,"
     " detections_by_label::text FROM {} WHERE bucket >= %(start)s AND bucket < %(end)s{}"
     " ORDER BY 1, 2"
 )
@@ -1003,10 +993,6 @@ _PACKED_READ: Final = sql.SQL(
 
 _STORED_COLUMNS: Final = _ROLLUP_COLUMNS.format(**_extremes(regroup=False, real=False))
 """A rollup level's columns as stored."""
-_STORED_SORTABLE: Final = sql.SQL(_COLLATED + ", " + _ROLLUP_TAIL).format(
-    **_extremes(regroup=False, real=False)
-)
-"""The same, camera_id collated to be sorted (`_COLLATED`)."""
 
 
 def _stats_call(
@@ -1054,7 +1040,7 @@ def _rollup_read(
             " ORDER BY 1, 2) AS sorted"
         ).format(
             _ROLLUP_COLUMNS.format(**_extremes(regroup=False, real=real)),
-            _STORED_SORTABLE,
+            _STORED_COLUMNS,
             level,
             camera,
         )
@@ -1702,11 +1688,29 @@ def _stats_calls(
     return [_stats_call(part, plan.bucket, camera_id, coverage) for part in reversed(plan.parts)]
 
 
-def _stats_rows(parts: list[list[StatsRow]]) -> list[StatsRow]:
+_CAMERA_ORDER: Final = sql.SQL("SELECT c FROM unnest(%(cameras)s::text[]) AS c ORDER BY c")
+
+
+def _camera_order(parts: list[list[StatsRow]]) -> _Statement | None:
+    """For an answer read from several sources (a plan with several
+    parts), the statement that sorts its cameras as the database sorts
+    camera_id, as each part's rows came; Python's order of strings is not
+    every collation's (ICU en-US puts ``cam-a`` before ``cam-B``). None:
+    one part, or one camera."""
+    if len(parts) < 2:
+        return None
+    cameras = sorted({row.camera_id for part in parts for row in part})
+    return _Statement(_CAMERA_ORDER, {"cameras": cameras}) if len(cameras) > 1 else None
+
+
+def _stats_rows(parts: list[list[StatsRow]], ordered: list[tuple[Any, ...]]) -> list[StatsRow]:
+    """The rows of every part of a plan in one answer, by camera in the
+    database's order (``ordered``: `_camera_order`'s rows), then bucket."""
     if len(parts) == 1:
         return parts[0]
+    rank = {camera: position for position, (camera,) in enumerate(ordered)}
     rows = [row for part in parts for row in part]
-    rows.sort(key=_stats_order)  # each part is in order; together they need sorting
+    rows.sort(key=lambda row: (rank.get(row.camera_id, 0), row.bucket))
     return rows
 
 
@@ -1903,8 +1907,8 @@ class FrameQuery:
         return self._call(_latest_call(camera_id))
 
     def latest_all(self) -> list[FrameRecord]:
-        """The newest frame of every camera, ordered by camera_id (code-point
-        order, whatever the database's collation)."""
+        """The newest frame of every camera, ordered by camera_id (as the
+        database sorts it: its collation)."""
         return self._call(_latest_all_call(self._current_coverage()))
 
     def frames(
@@ -1977,7 +1981,7 @@ class FrameQuery:
 
     def cameras(self) -> list[CameraInfo]:
         """Every camera with frames, first and last seen, ordered by camera_id
-        (code-point order, whatever the database's collation)."""
+        (as the database sorts it: its collation)."""
         return self._call(_cameras_call())
 
     def stats(
@@ -1991,8 +1995,8 @@ class FrameQuery:
     ) -> list[StatsRow]:
         """Statistics per camera and bucket of ``bucket`` width (1 hour by
         default) over ``[start, end)`` widened to whole buckets, ordered by
-        camera_id (code-point order, whatever the database's collation) then
-        bucket. ``resolution="auto"`` reads the coarsest source
+        camera_id (as the database sorts it, also when several sources
+        answer) then bucket. ``resolution="auto"`` reads the coarsest source
         that fits (see `plan`); the answer is the same whichever answers."""
         first, last, camera, width, chosen = _check_stats_args(
             start, end, camera_id, bucket, resolution
@@ -2000,7 +2004,9 @@ class FrameQuery:
         coverage = self._current_coverage()
         plan = _make_plan(first, last, width, chosen, coverage)
         calls = _stats_calls(plan, camera, coverage)
-        return _stats_rows([self._made(statement, make) for statement, make in calls])
+        parts = [self._made(statement, make) for statement, make in calls]
+        order = _camera_order(parts)
+        return _stats_rows(parts, self._rows(order) if order is not None else [])
 
     def plan(
         self,
@@ -2196,7 +2202,9 @@ class AsyncFrameQuery:
         coverage = await self._current_coverage()
         plan = _make_plan(first, last, width, chosen, coverage)
         calls = _stats_calls(plan, camera, coverage)
-        return _stats_rows([await self._made(statement, make) for statement, make in calls])
+        parts = [await self._made(statement, make) for statement, make in calls]
+        order = _camera_order(parts)
+        return _stats_rows(parts, await self._rows(order) if order is not None else [])
 
     async def plan(
         self,
@@ -2315,10 +2323,6 @@ def _check_search_args(
     checked_limit = _check_limit(limit, _MAX_SEARCH_LIMIT)
     assert checked_limit is not None
     return encoded, label, confidence, first, last, camera, checked_limit
-
-
-def _stats_order(row: StatsRow) -> tuple[str, datetime]:
-    return (row.camera_id, row.bucket)
 
 
 def _utc(moment: datetime) -> datetime:
