@@ -1735,21 +1735,18 @@ async def _check_async_if_idle(conn: psycopg.AsyncConnection[Any]) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
-_SESSION: Final = "SET TIME ZONE 'UTC'; SET extra_float_digits = 1"
+_SESSION: Final = "SET TIME ZONE 'UTC'"
 
 
 def configure_connection(conn: psycopg.Connection[Any]) -> None:
     """What the pools made here do to each new connection; pass it as
     ``configure=`` to a pool of your own for the same speed and answers:
     jsonb decoded by orjson (about 4x faster than the standard library),
-    the session's time zone set to UTC (timestamps arrive as UTC, nothing
-    to convert; pgbouncer keeps the setting per client), and
-    ``extra_float_digits`` at its default, 1, whatever a role or database
-    set (`stats` convert `real` minima and maxima through their shortest
-    text; with 0 they would be rounded to 6 digits). Through pgbouncer in
-    transaction mode that setting holds only where pgbouncer tracks it
-    (``track_extra_parameters``); the server's default, 1, applies
-    elsewhere."""
+    and the session's time zone set to UTC (timestamps arrive as UTC,
+    nothing to convert; pgbouncer keeps the setting per client). Nothing
+    else is set for the session: each statement sets what its answer needs
+    for its own transaction (`_GUARD`), so it answers the same through
+    pgbouncer in transaction mode."""
     set_json_loads(orjson.loads, conn)
     conn.execute(_SESSION)
 
@@ -2242,9 +2239,28 @@ class AsyncFrameQuery:
 # -- helpers shared by both ---------------------------------------------------
 
 
+# Scores, brightness and the minima and maxima of statistics are `real`s,
+# sent as their shortest text, which takes ``extra_float_digits`` >= 1 (the
+# server's default). A role or a database may have set 0, and through
+# pgbouncer in transaction mode (before 1.20, which can track it) another
+# client's SET lands on the server connection a statement runs on: 0.1234567
+# came back as 0.123457. Every statement therefore sets it for its own
+# transaction first, in a one-time filter that runs before any row is made;
+# it ends with the statement, so no session state is needed or left.
+_GUARD: Final = sql.SQL(
+    "SELECT * FROM ({}) AS answer"
+    " WHERE (SELECT set_config('extra_float_digits', '1', true)) IS NOT NULL"
+)
+
+
+def _guarded(query: sql.Composable) -> sql.Composed:
+    """``query`` run with reals sent in full (`_GUARD`)."""
+    return _GUARD.format(query)
+
+
 def _fetch(conn: psycopg.Connection[Any], statement: _Statement) -> list[tuple[Any, ...]]:
     cursor = conn.execute(
-        statement.query,
+        _guarded(statement.query),
         statement.params,
         prepare=False if statement.stream else None,
         binary=statement.binary,
@@ -2256,7 +2272,7 @@ async def _fetch_async(
     conn: psycopg.AsyncConnection[Any], statement: _Statement
 ) -> list[tuple[Any, ...]]:
     cursor = await conn.execute(
-        statement.query,
+        _guarded(statement.query),
         statement.params,
         prepare=False if statement.stream else None,
         binary=statement.binary,
@@ -2269,7 +2285,10 @@ def _made_streamed(
 ) -> list[T]:
     with conn.cursor() as cursor:
         stream = cursor.stream(
-            statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
+            _guarded(statement.query),
+            statement.params,
+            binary=statement.binary,
+            size=_CHUNK_ROWS,
         )
         # Closed before the connection goes back, also when ``make``
         # raises: the stream holds the connection's lock until psycopg
@@ -2285,7 +2304,10 @@ async def _made_streamed_async(
 ) -> list[T]:
     async with conn.cursor() as cursor:
         stream = cursor.stream(
-            statement.query, statement.params, binary=statement.binary, size=_CHUNK_ROWS
+            _guarded(statement.query),
+            statement.params,
+            binary=statement.binary,
+            size=_CHUNK_ROWS,
         )
         async with contextlib.aclosing(cast(AsyncGenerator[tuple[Any, ...], None], stream)) as rows:
             return [make(row) async for row in rows]

@@ -21,9 +21,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import framemeta.query
-from framemeta import FrameQuery, MetadataWriter
+from framemeta import Detection, FrameQuery, FrameRecord, MetadataWriter
 from framemeta._provision import find_pgbouncer
-from tests.frames import START, frames
+from tests.frames import START, frames, refresh_rollups
 
 _INI = """
 [databases]
@@ -137,3 +137,52 @@ def test_writer_and_queries_work_through_pgbouncer_in_transaction_mode(
 
     assert all(answer == expected for answer in answers)
     assert expected[3]  # frames were streamed, over several pages
+
+
+def test_reals_come_back_in_full_whatever_another_client_set(db_dsn: str, bouncer_dsn: str) -> None:
+    """Reals are sent as their shortest text, which extra_float_digits 0
+    rounds to 6 digits. Set by the database's default, and by another
+    client whose SET lands on a server connection pgbouncer shares (1.18
+    does not track it), it changes no answer: each statement sets it for
+    its own transaction."""
+    start = START
+    written = [
+        FrameRecord(
+            "cam-x",
+            start + timedelta(seconds=i),
+            i,
+            motion_score=0.1234567,
+            brightness=0.7654321,
+            detections=(Detection("dog", 0.9876543),),
+        )
+        for i in range(120)
+    ]
+    with MetadataWriter(db_dsn) as writer:
+        writer.write_many(written)
+    refresh_rollups(db_dsn)
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET extra_float_digits = 0")
+    end = start + timedelta(minutes=2)
+
+    with (
+        FrameQuery(bouncer_dsn, prepare_threshold=None, max_size=1) as query,
+        psycopg.connect(bouncer_dsn, autocommit=True) as other,
+        psycopg.connect(bouncer_dsn, autocommit=True) as holder,
+    ):
+        other.execute("SET extra_float_digits = 0")  # another application's session
+        query.cameras()  # the pool's connection is made (and was configured)
+        # The server connection it last ran on, idle now, is taken by a
+        # transaction of another client: the next statements run on
+        # another server connection, which has the database's default.
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        stats = query.stats(start, end, bucket=timedelta(minutes=1), resolution="raw")
+        records = list(query.frames("cam-x", start, end))
+        found = query.search(None, start, end, label="dog", min_confidence=0.98, limit=1000)
+        holder.execute("COMMIT")
+
+    assert {(row.motion_min, row.motion_max, row.brightness_max) for row in stats} == {
+        (0.1234567, 0.1234567, 0.7654321)
+    }
+    assert records == written
+    assert found == written
