@@ -6,6 +6,7 @@ share; `collect` gathers what ``framemeta status`` prints.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -23,6 +24,7 @@ __all__ = [
     "JobStatus",
     "MaintenanceRun",
     "RollupStatus",
+    "StatementReport",
     "StatementStats",
     "check_timescaledb",
     "collect",
@@ -44,22 +46,33 @@ def check_timescaledb(conn: psycopg.Connection[Any]) -> None:
     row = conn.execute(
         "SELECT (SELECT default_version FROM pg_available_extensions"
         "        WHERE name = 'timescaledb'),"
-        "       current_setting('shared_preload_libraries'),"
+        "       EXISTS (SELECT FROM pg_extension WHERE extname = 'timescaledb'),"
         "       current_setting('server_version')"
     ).fetchone()
     assert row is not None
-    available, preload, server_version = row
+    available, created, server_version = row
     if available is None:
         raise DatabaseError(
             f"the server (PostgreSQL {server_version}) does not have TimescaleDB installed: "
             "install it there (`framemeta server install` on a Debian/Ubuntu host), "
             "or point --dsn at a server that has it"
         )
-    if "timescaledb" not in preload:
+    preload = _preload_libraries(conn)
+    if not created and preload is not None and "timescaledb" not in preload:
         raise DatabaseError(
             "TimescaleDB is installed but not preloaded: add timescaledb to "
             "shared_preload_libraries in postgresql.conf and restart the server"
         )
+
+
+def _preload_libraries(conn: psycopg.Connection[Any]) -> str | None:
+    """``shared_preload_libraries``, or None where this role may not read
+    it (``pg_settings`` leaves it out for a role without
+    pg_read_all_settings; ``current_setting`` would raise)."""
+    row = conn.execute(
+        "SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'"
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 @attrs.frozen
@@ -502,8 +515,10 @@ class StatementStats:
     hit_ratio: float | None
     """Shared buffers found in memory, of those the statement touched."""
     kind: str
-    """``query`` (a read: the Query API, dashboards, `framemeta status`),
-    ``write`` (the writer's COPY, inserts, the erase's deletes) or
+    """``query`` (a read: the Query API, dashboards), ``write`` (inserts,
+    the erase's deletes, the staging table's COPY of a retried batch;
+    TimescaleDB runs COPY into the hypertable itself, unseen by
+    pg_stat_statements) or
     ``maintenance`` (retention, refreshes, rebuilds, compression, migrations'
     calls): the 10 ms bar is for queries."""
     slow: bool
@@ -512,21 +527,29 @@ class StatementStats:
     batch or a day's retention takes longer by design."""
 
 
-# Statements that touch framemeta's relations or functions; DDL and EXPLAIN
-# are left out (migrations and people, not the application).
-_FRAMEMETA_STATEMENTS: Final = r"(frame_metadata|frame_stats_1[mhd]|frame_cameras|framemeta_)"
-# PostgreSQL's word boundary is \y (its \b is a backspace).
-_NOT_APPLICATION: Final = (
-    r"^\s*(explain|create|alter|drop|grant|revoke|comment|do|analyze|vacuum)\y"
+# Statements that touch framemeta's relations or functions (the Query API's
+# all do: `framemeta.query._GUARD` names its answer framemeta_answer);
+# DDL and EXPLAIN are left out (migrations and people, not the application).
+_FRAMEMETA_STATEMENTS: Final = re.compile(
+    r"frame_metadata|frame_stats_1[mhd]|frame_cameras|framemeta_"
 )
+_NOT_APPLICATION: Final = re.compile(
+    r"^(explain|create|alter|drop|grant|revoke|comment|do|analyze|vacuum|lock|set|reset"
+    r"|begin|commit|rollback|savepoint|release|prepare|deallocate)\b",
+    re.IGNORECASE,
+)
+# pg_stat_statements keeps the comments before a statement (a migration's
+# file starts with its own): they are skipped before the statement is told.
+_LEADING_COMMENTS: Final = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
+_HIDDEN: Final = "<insufficient privilege>"
 
 
 _WRITE: Final = re.compile(
-    r"^\s*(copy|insert|update|delete|merge|with\b.*\b(insert|update|delete))\b",
+    r"^(copy|insert|update|delete|merge|with\b.*\b(insert|update|delete))\b",
     re.IGNORECASE | re.DOTALL,
 )
 _MAINTENANCE: Final = re.compile(
-    r"^\s*call\b|\b(framemeta_(apply_retention|rebuild_rollup|recount_cameras"
+    r"^call\b|\b(framemeta_(apply_retention|rebuild_rollup|recount_cameras"
     r"|sync_retention_policies)"
     r"|refresh_continuous_aggregate|compress_chunk|"
     r"decompress_chunk|drop_chunks|add_\w+_policy|remove_\w+_policy|alter_job|run_job)\s*\(",
@@ -534,75 +557,127 @@ _MAINTENANCE: Final = re.compile(
 )
 
 
+def _statement_text(query: str) -> str:
+    """The statement without the comments before it, on one line."""
+    return " ".join(_LEADING_COMMENTS.sub("", query, count=1).split())
+
+
 def statement_kind(query: str) -> str:
     """``query``, ``write`` or ``maintenance`` (`StatementStats.kind`)."""
-    if _MAINTENANCE.search(query):
+    text = _statement_text(query)
+    if _MAINTENANCE.search(text):
         return "maintenance"
-    if _WRITE.search(query):
+    if _WRITE.search(text):
         return "write"
     return "query"
 
 
+@attrs.frozen
+class StatementReport:
+    """What ``framemeta queries`` prints: framemeta's statements, slowest
+    mean first, and how many statements of other roles pg_stat_statements
+    hid from this one."""
+
+    statements: list[StatementStats]
+    """At most the ``limit`` asked for."""
+    slow: int
+    """Queries at or above the threshold, among all of them (not only the
+    ones shown)."""
+    hidden: int
+    """Statements of other roles this role may not read (it lacks
+    pg_read_all_stats): a check that cannot see them cannot pass."""
+
+
 def statement_report(
     conn: psycopg.Connection[Any], *, threshold_ms: float = 10.0, limit: int = 50
-) -> list[StatementStats]:
+) -> StatementReport:
     """framemeta's statements in this database from pg_stat_statements,
     slowest mean first, each with its kind (`statement_kind`); queries
-    (reads) are flagged when their mean is at least ``threshold_ms``.
-    Creates the extension when the server preloads it and the role may;
-    raises `DatabaseError` with the fix otherwise."""
+    (reads) are flagged when their mean is at least ``threshold_ms``. The
+    rows of one statement (one per role, and per top-level or nested
+    call) are added up into one. Creates the extension when the server
+    preloads it and the role may; raises `DatabaseError` with the fix
+    otherwise."""
+    _ensure_pg_stat_statements(conn)
+    try:
+        rows = conn.execute(
+            """
+            SELECT query, calls, total_exec_time, max_exec_time, stddev_exec_time,
+                   mean_exec_time, rows, shared_blks_hit, shared_blks_read
+              FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """
+        ).fetchall()
+    except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+        raise DatabaseError(_NOT_LOADED, exc.sqlstate) from exc
+    hidden = sum(1 for row in rows if row[0] == _HIDDEN)
+    grouped: dict[str, list[tuple[Any, ...]]] = {}
+    for query, *numbers in rows:
+        text = _statement_text(str(query))
+        mine = query != _HIDDEN and _FRAMEMETA_STATEMENTS.search(text)
+        if mine and not _NOT_APPLICATION.match(text):
+            grouped.setdefault(text, []).append(tuple(numbers))
+    statements = [_added_up(text, parts, threshold_ms) for text, parts in grouped.items()]
+    statements.sort(key=lambda stat: stat.mean_ms, reverse=True)
+    return StatementReport(statements[:limit], sum(stat.slow for stat in statements), hidden)
+
+
+def _added_up(text: str, parts: list[tuple[Any, ...]], threshold_ms: float) -> StatementStats:
+    """One statement's rows in pg_stat_statements as one: calls and rows
+    added, the mean over every call, the largest maximum, the standard
+    deviation of all the calls together."""
+    calls = sum(int(part[0]) for part in parts)
+    total = sum(float(part[1]) for part in parts)
+    mean = total / calls if calls else 0.0
+    # Pooled: each part's variance and how far its mean lies from the whole's.
+    spread = sum(
+        int(part[0]) * (float(part[3]) ** 2 + (float(part[4]) - mean) ** 2) for part in parts
+    )
+    hits = sum(int(part[6]) for part in parts)
+    touched = hits + sum(int(part[7]) for part in parts)
+    kind = statement_kind(text)
+    return StatementStats(
+        query=text,
+        calls=calls,
+        mean_ms=mean,
+        max_ms=max(float(part[2]) for part in parts),
+        stddev_ms=math.sqrt(spread / calls) if calls else 0.0,
+        rows=sum(int(part[5]) for part in parts),
+        hit_ratio=hits / touched if touched else None,
+        kind=kind,
+        slow=kind == "query" and mean >= threshold_ms,
+    )
+
+
+_NOT_LOADED: Final = (
+    "pg_stat_statements is not loaded: add it to shared_preload_libraries in "
+    "postgresql.conf, restart the server, then run this again"
+)
+
+
+def _ensure_pg_stat_statements(conn: psycopg.Connection[Any]) -> None:
     installed = conn.execute(
         "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements')"
     ).fetchone()
-    if installed != (True,):
-        preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
-        if preload is None or "pg_stat_statements" not in str(preload[0]):
-            raise DatabaseError(
-                "pg_stat_statements is not loaded: add it to shared_preload_libraries in "
-                "postgresql.conf, restart the server, then run this again"
-            )
-        try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise DatabaseError(
-                "pg_stat_statements is loaded but not created in this database: ask a DBA "
-                "to run CREATE EXTENSION pg_stat_statements",
-                exc.sqlstate,
-            ) from exc
-    rows = conn.execute(
-        """
-        SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, mean_exec_time, max_exec_time,
-               stddev_exec_time, rows,
-               shared_blks_hit::float8 / nullif(shared_blks_hit + shared_blks_read, 0)
-          FROM pg_stat_statements
-         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND query ~ %s AND query !~* %s
-         ORDER BY mean_exec_time DESC
-         LIMIT %s
-        """,
-        (_FRAMEMETA_STATEMENTS, _NOT_APPLICATION, limit),
-    ).fetchall()
-    statements = []
-    for query, calls, mean, maximum, stddev, count, ratio in rows:
-        kind = statement_kind(query)
-        statements.append(
-            StatementStats(
-                query=query,
-                calls=int(calls),
-                mean_ms=float(mean),
-                max_ms=float(maximum),
-                stddev_ms=float(stddev),
-                rows=int(count),
-                hit_ratio=None if ratio is None else float(ratio),
-                kind=kind,
-                slow=kind == "query" and float(mean) >= threshold_ms,
-            )
-        )
-    return statements
+    if installed == (True,):
+        return
+    preload = _preload_libraries(conn)  # None: this role may not tell
+    if preload is not None and "pg_stat_statements" not in preload:
+        raise DatabaseError(_NOT_LOADED)
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DatabaseError(
+            "pg_stat_statements is not created in this database: ask a DBA to load it "
+            "(shared_preload_libraries) if it is not, and to run CREATE EXTENSION "
+            "pg_stat_statements",
+            exc.sqlstate,
+        ) from exc
 
 
-def format_statements(statements: list[StatementStats], threshold_ms: float) -> str:
+def format_statements(report: StatementReport, threshold_ms: float) -> str:
     """The table ``framemeta queries`` prints."""
+    statements = report.statements
     if not statements:
         return "no framemeta statements recorded in this database yet"
     lines = [
@@ -617,7 +692,7 @@ def format_statements(statements: list[StatementStats], threshold_ms: float) -> 
             f"{stat.mean_ms:>9.2f} {stat.max_ms:>9.2f} {stat.stddev_ms:>8.2f} {stat.calls:>8,} "
             f"{stat.rows:>9,} {hit:>6}  {stat.kind:<11}  {flag}{text}"
         )
-    slow = sum(stat.slow for stat in statements)
+    slow = report.slow
     lines.append(
         f"{slow} quer{'y' if slow == 1 else 'ies'} with a mean of {threshold_ms:g} ms or more"
         " (writes and maintenance are not flagged)"

@@ -134,7 +134,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     queries.add_argument("--limit", type=int, default=50, help="statements shown (50)")
     queries.add_argument(
-        "--check", action="store_true", help="exit 1 when any statement is flagged"
+        "--check",
+        action="store_true",
+        help="exit 1 when any query is flagged (among all, not only those shown), or when "
+        "statements of other roles are hidden from this one",
     )
     queries.set_defaults(handler=_queries)
 
@@ -317,14 +320,18 @@ def _maintain(args: argparse.Namespace) -> int:
 
 def _queries(args: argparse.Namespace) -> int:
     with _dsn.connect(args.dsn, autocommit=True) as conn:
-        statements = _status.statement_report(
-            conn, threshold_ms=args.threshold_ms, limit=args.limit
-        )
+        report = _status.statement_report(conn, threshold_ms=args.threshold_ms, limit=args.limit)
     if args.json:
-        print(json.dumps([attrs.asdict(stat) for stat in statements], indent=2))
+        print(json.dumps([attrs.asdict(stat) for stat in report.statements], indent=2))
     else:
-        print(_status.format_statements(statements, args.threshold_ms))
-    return 1 if args.check and any(stat.slow for stat in statements) else 0
+        print(_status.format_statements(report, args.threshold_ms))
+    if report.hidden:
+        print(
+            f"warning: pg_stat_statements hides {report.hidden} statement(s) of other roles "
+            "from this one (grant it pg_read_all_stats); --check fails while it cannot see them",
+            file=sys.stderr,
+        )
+    return 1 if args.check and (report.slow or report.hidden) else 0
 
 
 def _erase(args: argparse.Namespace) -> int:

@@ -2248,7 +2248,7 @@ class AsyncFrameQuery:
 # transaction first, in a one-time filter that runs before any row is made;
 # it ends with the statement, so no session state is needed or left.
 _GUARD: Final = sql.SQL(
-    "SELECT * FROM ({}) AS answer"
+    "SELECT * FROM ({}) AS framemeta_answer"
     " WHERE (SELECT set_config('extra_float_digits', '1', true)) IS NOT NULL"
 )
 

@@ -145,7 +145,29 @@ def migrate(
             _apply(conn, migration, lock_timeout)
             say(f"applied {migration.filename} in {time.perf_counter() - started:.2f} s")
             done.append(migration)
+        _share_migrations_table(conn)
         return done
+
+
+def _share_migrations_table(conn: psycopg.Connection[Any]) -> None:
+    """The bookkeeping table belongs to the role that migrates; framemeta's
+    owner and reader roles may read it (`framemeta status` and
+    ``migrate --status`` as those roles). At every run, for databases
+    migrated before it was granted; a runner that may not grant leaves it."""
+    conn.execute(
+        f"""
+        DO $grant$
+        BEGIN
+            IF to_regrole('framemeta_owner') IS NOT NULL
+               AND to_regrole('framemeta_reader') IS NOT NULL THEN
+                GRANT SELECT ON {MIGRATIONS_TABLE} TO framemeta_owner, framemeta_reader;
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;
+        END
+        $grant$
+        """
+    )
 
 
 def migration_status(

@@ -95,3 +95,21 @@ def test_owner_owns_every_framemeta_object(db_dsn: str) -> None:
             )
         )
     assert owners == {"frame_metadata": "framemeta_owner", "framemeta_config": "framemeta_owner"}
+
+
+@pytest.mark.parametrize("role", ["framemeta_owner", "framemeta_reader"])
+def test_status_and_migration_state_read_as_the_owner_and_the_reader(
+    db_dsn: str, role: str
+) -> None:
+    """The migrations' bookkeeping table belongs to whoever migrated (a
+    superuser here); the owner and the reader may read it all the same."""
+    from framemeta import _status
+
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(f"SET ROLE {role}")
+        status = _status.collect(conn)
+        applied = conn.execute("SELECT count(*) FROM framemeta_schema_migrations").fetchone()
+
+    assert status is not None
+    assert applied is not None
+    assert applied[0] > 0
