@@ -7,6 +7,7 @@ and why.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import struct
@@ -2054,6 +2055,7 @@ class AsyncFrameQuery:
     ) -> None:
         self._coverage: _Coverage | None = None
         self._columnstore: tuple[bool, float] | None = None  # and when it was read
+        self._checks: set[asyncio.Task[None]] = set()  # `_on_connection`'s, running
         if pool is not None:
             self._pool = pool
             self._owns_pool = False
@@ -2102,7 +2104,17 @@ class AsyncFrameQuery:
             except psycopg.OperationalError:
                 if attempt == 2 or conn is None or not conn.broken:
                     raise
-                await self._pool.check()
+                # In a task of its own: psycopg_pool's check takes a
+                # cancellation arriving while it checks for a broken
+                # connection, drops that connection unclosed and returns as
+                # if nothing happened, so a caller's timeout or cancel was
+                # lost (the call answered late) and sessions were left open.
+                # Shielded, the caller is cancelled at once and the check
+                # finishes on its own.
+                check = asyncio.ensure_future(self._pool.check())
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+                await asyncio.shield(check)
         raise AssertionError("unreachable")
 
     async def _rows(self, statement: _Statement) -> list[tuple[Any, ...]]:

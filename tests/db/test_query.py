@@ -1630,3 +1630,52 @@ def test_async_reads_go_on_after_the_server_ends_their_connections(
     answers, out = asyncio.run(asyncio.wait_for(run(), timeout=60))
     assert answers == expected
     assert out == 0
+
+
+def test_a_timeout_while_the_pool_checks_after_a_lost_connection_is_not_lost(
+    loaded: tuple[str, list[FrameRecord]],
+) -> None:
+    """A read whose connection turns out lost has the pool check its idle
+    connections before it runs again. A timeout that falls during that
+    check reaches the caller at its deadline (psycopg_pool's check took
+    the cancellation for a broken connection and carried on: the call
+    answered a second late), and no session is left open. The check of
+    each connection is made to take a second here, as on a slow
+    network."""
+    dsn, _ = loaded
+
+    async def run() -> tuple[float, Any]:
+        async with AsyncFrameQuery(dsn, min_size=2, max_size=2) as aquery:
+            await aquery.pool.wait()
+            check_connection = aquery.pool.check_connection
+
+            async def slow_check(conn: psycopg.AsyncConnection[Any]) -> None:
+                await asyncio.sleep(1.0)
+                await check_connection(conn)
+
+            aquery.pool.check_connection = slow_check  # type: ignore[method-assign]
+            # Both connections answer (so neither is checked when handed
+            # out); then the session of the one handed out next ends.
+            await asyncio.gather(aquery.latest("cam-01"), aquery.latest("cam-02"))
+            following = aquery.pool._pool[0]  # psycopg_pool's idle connections, in order
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(%s, 5000)", (following.info.backend_pid,)
+                )
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(aquery.latest("cam-01"), timeout=0.2)
+            waited = time.monotonic() - started
+            await asyncio.sleep(1.5)  # the check ends on its own
+            return waited, await aquery.latest("cam-01")
+
+    waited, latest = asyncio.run(asyncio.wait_for(run(), timeout=60))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'framemeta-query' AND datname = current_database()"
+        ).fetchone()
+
+    assert waited < 0.9
+    assert latest is not None
+    assert left == (0,)
