@@ -186,7 +186,8 @@ def _as_kept(conn: psycopg.Connection[Any], end: datetime) -> None:
     )
     conn.execute(
         "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
-        " WHERE hypertable_name IS NOT NULL"  # framemeta's policies, as the tests pause them
+        " WHERE hypertable_name IS NOT NULL"  # framemeta's policies and jobs, as the tests
+        "    OR proc_name IN ('framemeta_recount_cameras_job', 'framemeta_refresh_late_job')"
     )
 
 

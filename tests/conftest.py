@@ -92,7 +92,8 @@ def pause_policies(conn: psycopg.Connection[Any]) -> None:
     if conn.execute("SELECT framemeta_edition()").fetchone() == ("timescale",):
         conn.execute(
             "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
-            " WHERE hypertable_name IS NOT NULL OR proc_name = 'framemeta_recount_cameras_job'"
+            " WHERE hypertable_name IS NOT NULL"
+            "    OR proc_name IN ('framemeta_recount_cameras_job', 'framemeta_refresh_late_job')"
         )
 
 

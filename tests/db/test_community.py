@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from benchmarks.frames import synthetic_frames
-from framemeta import FrameQuery, MetadataWriter, _status, migrate
+from framemeta import FrameQuery, FrameRecord, MetadataWriter, _status, migrate
 from framemeta.maintenance import _watermarks, erase_frames, maintain, set_retention
 from framemeta.query import _get_statement, _search
 from tests.frames import frames, refresh_rollups
@@ -44,7 +44,8 @@ def _framemeta_jobs(conn: psycopg.Connection[Any]) -> dict[int, str]:
     return dict(
         conn.execute(
             "SELECT job_id, proc_name FROM timescaledb_information.jobs"
-            " WHERE hypertable_name IS NOT NULL OR proc_name = 'framemeta_recount_cameras_job'"
+            " WHERE hypertable_name IS NOT NULL"
+            "    OR proc_name IN ('framemeta_recount_cameras_job', 'framemeta_refresh_late_job')"
         ).fetchall()
     )
 
@@ -67,7 +68,7 @@ def test_policies_run_as_the_owner_role_and_succeed(
         ["policy_refresh_continuous_aggregate"] * 3
         + ["policy_compression"]
         + ["policy_retention"] * 3
-        + ["framemeta_recount_cameras_job"]
+        + ["framemeta_recount_cameras_job", "framemeta_refresh_late_job"]
     )
     deadline = time.monotonic() + 60
     statuses: dict[int, tuple[str | None, int | None]] = {}
@@ -418,3 +419,64 @@ def test_reads_reach_frames_in_compressed_chunks_by_their_batch(
             explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(search.query)
             [(plan,)] = cursor.execute(explain, search.params).fetchall()
         assert 1 <= _decompressed_rows(plan[0]["Plan"]) <= 4 * 1000
+
+
+def test_the_late_frames_job_brings_frames_hours_late_into_every_answer(
+    conn: psycopg.Connection[Any], db_dsn: str
+) -> None:
+    """Frames 8 hours late lie before every refresh policy's window but
+    the daily one's. After a run of the late-frames job (migration 0015,
+    every ten minutes) they are in `stats` from every level, in
+    `latest_all()`, in a search across cameras and in `cameras()`; a run
+    of every refresh policy alone left them out."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    with MetadataWriter(db_dsn, max_age=None) as writer:
+        writer.write_many(
+            FrameRecord(camera, now - timedelta(hours=10) + timedelta(seconds=30 * i), i)
+            for i in range(1150)
+            for camera in ("cam-a", "cam-b")
+        )
+    maintain(conn)  # every level materialised past the frames below
+    late_at = now - timedelta(hours=8)
+    with MetadataWriter(db_dsn, max_age=None) as writer:
+        writer.write(FrameRecord("late-cam", late_at, 7, metadata={"zone": "gate"}))
+    jobs = dict(
+        conn.execute(
+            "SELECT proc_name, job_id FROM timescaledb_information.jobs"
+            " WHERE proc_name IN ('policy_refresh_continuous_aggregate',"
+            "                     'framemeta_refresh_late_job')"
+            " ORDER BY job_id"
+        ).fetchall()
+    )
+    for (job_id,) in conn.execute(
+        "SELECT job_id FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_refresh_continuous_aggregate' ORDER BY job_id"
+    ).fetchall():
+        conn.execute("CALL run_job(%s)", (job_id,))
+    start, end = late_at - timedelta(hours=1), late_at + timedelta(hours=1)
+
+    def answers(query: FrameQuery) -> tuple[Any, ...]:
+        return (
+            {
+                source: sum(
+                    row.frames
+                    for row in query.stats(start, end, bucket=timedelta(hours=1), resolution=source)
+                    if row.camera_id == "late-cam"
+                )
+                for source in ("raw", "1m", "1h", "auto")
+            },
+            "late-cam" in [record.camera_id for record in query.latest_all()],
+            [record.camera_id for record in query.search(None, start, end, limit=10_000)].count(
+                "late-cam"
+            ),
+            "late-cam" in [info.camera_id for info in query.cameras()],
+        )
+
+    with FrameQuery(db_dsn) as query:
+        before = answers(query)
+    conn.execute("CALL run_job(%s)", (jobs["framemeta_refresh_late_job"],))
+    with FrameQuery(db_dsn) as query:
+        after = answers(query)
+
+    assert before == ({"raw": 1, "1m": 0, "1h": 0, "auto": 0}, False, 0, False)
+    assert after == ({"raw": 1, "1m": 1, "1h": 1, "auto": 1}, True, 1, True)
