@@ -1006,6 +1006,19 @@ def test_stats_are_identical_whichever_source_answers(
             query._coverage = None
 
 
+def _by_source_and_raw_plan(
+    dsn: str, start: datetime, end: datetime, width: timedelta
+) -> tuple[dict[str, list[tuple[Any, ...]]], Any]:
+    """Stats of ``[start, end)`` in ``width`` buckets from raw, 1m and
+    auto (`_comparable`), and the plan of the raw answer."""
+    with FrameQuery(dsn) as query:
+        answers = {
+            source: _comparable(query.stats(start, end, bucket=width, resolution=source))
+            for source in ("raw", "1m", "auto")
+        }
+        return answers, query.plan(start, end, bucket=width, resolution="raw")
+
+
 def test_the_bucket_across_where_raw_storage_begins_is_counted_by_every_source(
     db_dsn: str,
 ) -> None:
@@ -1026,12 +1039,7 @@ def test_the_bucket_across_where_raw_storage_begins_is_counted_by_every_source(
     refresh_rollups(db_dsn)
     start, end = midnight - timedelta(hours=1), midnight + timedelta(hours=1)
 
-    with FrameQuery(db_dsn) as query:
-        answers = {
-            source: _comparable(query.stats(start, end, bucket=width, resolution=source))
-            for source in ("raw", "1m", "auto")
-        }
-        raw_plan = query.plan(start, end, bucket=width, resolution="raw")
+    answers, raw_plan = _by_source_and_raw_plan(db_dsn, start, end, width)
 
     assert answers["raw"] == answers["1m"] == answers["auto"]
     assert [row[2] for row in answers["raw"]] == [1]
@@ -1055,12 +1063,7 @@ def test_a_bucket_of_days_across_raw_retentions_horizon_is_counted_from_raw(
     refresh_rollups(db_dsn)
     start = now - timedelta(days=8)
 
-    with FrameQuery(db_dsn) as query:
-        answers = {
-            source: _comparable(query.stats(start, now, bucket=width, resolution=source))
-            for source in ("raw", "1m", "auto")
-        }
-        raw_plan = query.plan(start, now, bucket=width, resolution="raw")
+    answers, raw_plan = _by_source_and_raw_plan(db_dsn, start, now, width)
 
     assert answers["raw"] == answers["1m"] == answers["auto"]
     assert [(row[1], row[2]) for row in answers["raw"]] == [(chunk, 1)]
