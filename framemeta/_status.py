@@ -37,6 +37,12 @@ __all__ = [
 _EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
 
 
+# Before the statements of `collect` that name no framemeta relation but in
+# a literal, which pg_stat_statements turns into $1: `statement_report`
+# finds them by it (and shows them without it).
+_MARK: Final = "/* framemeta_status */ "
+
+
 def check_timescaledb(conn: psycopg.Connection[Any]) -> None:
     """Raise `DatabaseError` with the fix when the server cannot run TimescaleDB.
 
@@ -173,7 +179,7 @@ def collect(conn: psycopg.Connection[Any]) -> DatabaseStatus:
     Raises `DatabaseError` when TimescaleDB is not created in it.
     """
     row = conn.execute(
-        "SELECT current_database(), current_setting('server_version'),"
+        _MARK + "SELECT current_database(), current_setting('server_version'),"
         "       (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),"
         "       current_setting('timescaledb.license', true),"
         "       pg_database_size(current_database()),"
@@ -197,7 +203,7 @@ def collect(conn: psycopg.Connection[Any]) -> DatabaseStatus:
     rows_estimate = None
     if has_raw:
         chunk_row = conn.execute(
-            "SELECT count(*), min(range_start), max(range_end),"
+            _MARK + "SELECT count(*), min(range_start), max(range_end),"
             "       coalesce(sum(pg_total_relation_size("
             "           format('%I.%I', chunk_schema, chunk_name)::regclass)), 0)::bigint,"
             "       count(*) FILTER (WHERE is_compressed)"
@@ -206,7 +212,9 @@ def collect(conn: psycopg.Connection[Any]) -> DatabaseStatus:
         ).fetchone()
         assert chunk_row is not None
         chunks = ChunkSummary(*chunk_row)
-        estimate_row = conn.execute("SELECT approximate_row_count('frame_metadata')").fetchone()
+        estimate_row = conn.execute(
+            _MARK + "SELECT approximate_row_count('frame_metadata')"
+        ).fetchone()
         rows_estimate = int(estimate_row[0]) if estimate_row else 0
         # The estimate comes from statistics, which a young table may not have
         # yet; a small table is cheap to count exactly.
@@ -250,7 +258,7 @@ def _cameras_counted_before(conn: psycopg.Connection[Any]) -> datetime | None:
 
 
 def _exists(conn: psycopg.Connection[Any], relation: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
+    row = conn.execute(_MARK + "SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
     return row == (True,)
 
 
@@ -259,7 +267,7 @@ def _newest(conn: psycopg.Connection[Any], schema: str, table: str, column: str)
     one index probe per camera in its newest chunk (a skip scan), not a
     scan of the chunk."""
     row = conn.execute(
-        "SELECT max(range_start) FROM timescaledb_information.chunks"
+        _MARK + "SELECT max(range_start) FROM timescaledb_information.chunks"
         " WHERE hypertable_schema = %s AND hypertable_name = %s",
         (schema, table),
     ).fetchone()
@@ -324,7 +332,7 @@ def _rollups(conn: psycopg.Connection[Any], newest_frame: datetime | None) -> li
 def _row_estimate(conn: psycopg.Connection[Any], schema: str, table: str) -> int | None:
     name = sql.Identifier(schema, table).as_string(conn)
     row = conn.execute(
-        "SELECT approximate_row_count(%s::regclass), hypertable_size(%s::regclass)",
+        _MARK + "SELECT approximate_row_count(%s::regclass), hypertable_size(%s::regclass)",
         (name, name),
     ).fetchone()
     estimate, size = row if row else (0, 0)
@@ -350,7 +358,7 @@ def _last_maintenance(conn: psycopg.Connection[Any]) -> MaintenanceRun | None:
 
 def _compressed_bytes(conn: psycopg.Connection[Any]) -> tuple[int, int] | None:
     row = conn.execute(
-        "SELECT sum(before_compression_total_bytes)::bigint,"
+        _MARK + "SELECT sum(before_compression_total_bytes)::bigint,"
         "       sum(after_compression_total_bytes)::bigint"
         "  FROM hypertable_compression_stats('frame_metadata')"
     ).fetchone()
@@ -363,7 +371,8 @@ def _jobs(conn: psycopg.Connection[Any]) -> list[JobStatus]:
     """framemeta's policies: the jobs on its hypertables and continuous aggregates."""
     try:
         rows = conn.execute(
-            """
+            _MARK
+            + """
             SELECT j.job_id, j.application_name, j.hypertable_name,
                    extract(epoch FROM j.schedule_interval)::float8, j.scheduled,
                    -- A job about to run has -infinity here, which Python cannot hold.
@@ -515,7 +524,8 @@ class StatementStats:
     hit_ratio: float | None
     """Shared buffers found in memory, of those the statement touched."""
     kind: str
-    """``query`` (a read: the Query API, dashboards), ``write`` (inserts,
+    """``query`` (a read: the Query API, dashboards, `framemeta status`),
+    ``write`` (inserts,
     the erase's deletes, the staging table's COPY of a retried batch;
     TimescaleDB runs COPY into the hypertable itself, unseen by
     pg_stat_statements) or
@@ -614,7 +624,8 @@ def statement_report(
     grouped: dict[str, list[tuple[Any, ...]]] = {}
     for query, *numbers in rows:
         text = _statement_text(str(query))
-        mine = query != _HIDDEN and _FRAMEMETA_STATEMENTS.search(text)
+        # Told by the whole text: `_MARK` is a comment before the statement.
+        mine = query != _HIDDEN and _FRAMEMETA_STATEMENTS.search(str(query))
         if mine and not _NOT_APPLICATION.match(text):
             grouped.setdefault(text, []).append(tuple(numbers))
     statements = [_added_up(text, parts, threshold_ms) for text, parts in grouped.items()]
