@@ -1307,10 +1307,13 @@ class _Coverage:
         chunk that holds raw retention's horizon where that is older (a late
         frame may have made an older chunk since the coverage was read);
         None: no raw chunk."""
-        oldest, horizon = self.kept_from["raw"], self.retention.get("raw")
-        if oldest is None or horizon is None:
-            return oldest
-        return min(oldest, _chunk_floor(now - horizon, self.chunk_interval.get("raw")))
+        oldest = self.kept_from["raw"]
+        if oldest is None:
+            return None
+        interval = self.chunk_interval.get("raw")
+        # Where raw is whole, as a plan reads it; None there: for all time,
+        # so from the oldest chunk.
+        return _complete_from(oldest, self.retention.get("raw"), now, None, interval) or oldest
 
     @classmethod
     def from_rows(
