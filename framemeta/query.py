@@ -13,7 +13,14 @@ import math
 import struct
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+)
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast
@@ -200,6 +207,15 @@ class LevelState:
     how far the last refresh materialised it; its buckets from there on
     are computed from the level below when read (real-time aggregation).
     None when ``current``, or when it was never refreshed."""
+    pending: tuple[TimeRange, ...] = ()
+    """Community edition's rollups: stretches below the watermark, in the
+    level's whole buckets, where frames were written, changed or deleted
+    since the last refresh there (late frames: TimescaleDB's invalidation
+    logs), in the level itself or in a level it is computed from. Until a
+    refresh (the late-frames job, every ten minutes, a refresh policy, or
+    ``framemeta maintain``) its buckets there do not count those changes.
+    Only stretches the level below still keeps are listed: nothing can be
+    refreshed where it keeps nothing. Empty when ``current``."""
 
 
 @attrs.frozen
@@ -212,7 +228,13 @@ class StatsPlan:
     frames the daily rollup still counts); ``levels`` is what every source
     kept and how fresh it was (raw first); ``reasons`` say it in words:
     the range's length, the bucket's alignment with each level, what
-    retention dropped, and how fresh the levels read are.
+    retention dropped, and how fresh the levels read are. ``pending``
+    (community edition) is where a part's rollup has not materialised
+    frames written late, changed or deleted since its last refresh
+    (`LevelState.pending`), in whole buckets of the plan, newest first:
+    there the answer does not count them yet, for up to ten minutes (the
+    late-frames job); ``resolution="raw"`` counts them now, within raw
+    retention.
     """
 
     start: datetime
@@ -223,6 +245,7 @@ class StatsPlan:
     missing: tuple[TimeRange, ...]
     reasons: tuple[str, ...]
     levels: tuple[LevelState, ...]
+    pending: tuple[PlanPart, ...] = ()
 
     @property
     def length(self) -> timedelta:
@@ -249,6 +272,11 @@ class StatsPlan:
         ]
         lines += [
             f"  --- {_show(gap.start)} .. {_show(gap.end)}: no data kept" for gap in self.missing
+        ]
+        lines += [
+            f"  !!! {part.source:>3} {_show(part.start)} .. {_show(part.end)}: "
+            "frames written since its last refresh not counted yet"
+            for part in self.pending
         ]
         lines += [f"  because {reason}" for reason in self.reasons]
         return "\n".join(lines)
@@ -841,12 +869,110 @@ _COVERAGE: Final = _Statement(
 
 _WATERMARKS: Final = _Statement(sql.SQL(WATERMARKS_SQL), {})
 
+# TimescaleDB's internal times are microseconds since the Unix epoch; its
+# invalidation logs use the type's extremes for "from the beginning" and "to
+# the end", which no datetime holds. Clamped to years 1 and 9999.
+_FIRST_US: Final = -62135596800000000
+_LAST_US: Final = 253402300799999999
+_PENDING: Final = _Statement(
+    sql.SQL(
+        """
+        WITH c AS MATERIALIZED (
+             SELECT user_view_name, mat_hypertable_id, raw_hypertable_id, mark
+               FROM _timescaledb_catalog.continuous_agg,
+                    _timescaledb_functions.cagg_watermark(mat_hypertable_id) AS mark
+              WHERE user_view_schema = current_schema() AND mark > {first})
+        SELECT c.user_view_name, lower(r), upper(r)
+          FROM c
+         CROSS JOIN LATERAL (
+               SELECT range_agg(tstzrange(
+                          _timescaledb_functions.to_timestamp(greatest(i.lo, {first})),
+                          _timescaledb_functions.to_timestamp(least(i.hi, c.mark - 1, {last})),
+                          '[]')) AS stretches
+                 FROM (SELECT lowest_modified_value, greatest_modified_value
+                         FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log
+                        WHERE materialization_id = c.mat_hypertable_id
+                       UNION ALL
+                       SELECT lowest_modified_value, greatest_modified_value
+                         FROM _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log
+                        WHERE hypertable_id = c.raw_hypertable_id) AS i (lo, hi)
+                WHERE i.lo < c.mark AND i.hi >= {first}) AS p
+         CROSS JOIN LATERAL unnest(p.stretches) AS r
+        """
+    ).format(first=sql.Literal(_FIRST_US), last=sql.Literal(_LAST_US)),
+    {},
+)
+"""Community edition: per continuous aggregate (by its view's name), the
+stretches below its watermark that TimescaleDB's invalidation logs hold
+(the times of frames written, changed or deleted since a refresh last
+covered them, upper bounds included), merged: those in the aggregate's own
+log, and those still in the log of what it is computed from (the raw
+hypertable, or the finer aggregate's materialization hypertable), which
+the next refresh of any aggregate over it moves to the aggregate's log.
+`_pending` keeps those the level below still holds. The catalog tables
+are readable by every role."""
 
-def _follow_ups(rows: list[tuple[Any, ...]]) -> tuple[_Statement | None, _Statement | None]:
+
+def _follow_ups(
+    rows: list[tuple[Any, ...]],
+) -> tuple[_Statement | None, _Statement | None, _Statement | None]:
     """What a plan asks after `_COVERAGE` (``rows``): `_lost_statement`,
-    and `_WATERMARKS` on the community edition (None: nothing to ask)."""
+    and `_WATERMARKS` and `_PENDING` on the community edition (None:
+    nothing to ask)."""
     community = bool(rows) and rows[0][3] == "timescale"
-    return _lost_statement(rows), _WATERMARKS if community else None
+    if not community:
+        return _lost_statement(rows), None, None
+    return _lost_statement(rows), _WATERMARKS, _PENDING
+
+
+def _pending(
+    stretch_rows: list[tuple[Any, ...]],
+    kept_from: Mapping[str, datetime | None],
+    watermarks: Mapping[str, datetime | None],
+) -> dict[str, tuple[TimeRange, ...]]:
+    """Each rollup level's `LevelState.pending`, from `_PENDING`'s rows
+    (view, first, last, both included), in the level's whole buckets: its
+    own stretches, below its watermark (``watermarks``; None or missing:
+    never refreshed, nothing is below it), from where the level below
+    begins to keep data (``kept_from``: before, nothing can be refreshed;
+    after retention drops a chunk, TimescaleDB logs its range as changed);
+    and the pending stretches of the level below, whose buckets its own
+    are computed from, when materialised and when read past the watermark
+    alike."""
+    levels = {relation: level for level, relation in _RELATIONS.items()}
+    logged: dict[str, list[tuple[datetime, datetime]]] = {}
+    for view, first, last in stretch_rows:
+        if view in levels:
+            logged.setdefault(levels[view], []).append((first, last))
+    pending: dict[str, tuple[TimeRange, ...]] = {}
+    for level in ("1m", "1h", "1d"):
+        width = _WIDTHS[level]
+        assert width is not None
+        mark = watermarks.get(level)
+        bound = kept_from.get(_FINER[level])
+        stretches = [
+            (_floor(max(first, bound), width), min(_floor(last, width) + width, mark))
+            for first, last in logged.get(level, [])
+            if mark is not None and bound is not None and last >= bound
+        ]
+        stretches += [
+            (_floor(below.start, width), _ceil(below.end, width))
+            for below in pending.get(_FINER[level], ())
+        ]
+        pending[level] = _merged(stretches)
+    return pending
+
+
+def _merged(stretches: Iterable[tuple[datetime, datetime]]) -> tuple[TimeRange, ...]:
+    """``stretches`` (start, end) merged where they overlap or touch, oldest
+    first."""
+    merged: list[list[datetime]] = []
+    for start, end in sorted(stretches):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return tuple(TimeRange(start, end) for start, end in merged)
 
 
 def _lost_statement(rows: list[tuple[Any, ...]]) -> _Statement | None:
@@ -1294,6 +1420,9 @@ class _Coverage:
     the Apache edition."""
     chunk_interval: Mapping[str, timedelta | None] = attrs.field(factory=dict)
     """Each level's chunk time interval (`_complete_from`)."""
+    pending: Mapping[str, tuple[TimeRange, ...]] = attrs.field(factory=dict)
+    """Community edition: each rollup level's `LevelState.pending`
+    (`_pending`). Empty on the Apache edition."""
 
     def expired(self) -> bool:
         """Whether to read it again: after `_COVERAGE_TTL_S` seconds, or at
@@ -1321,9 +1450,10 @@ class _Coverage:
         rows: list[tuple[Any, ...]],
         lost_rows: list[tuple[Any, ...]],
         watermark_rows: list[tuple[Any, ...]],
+        pending_rows: list[tuple[Any, ...]],
     ) -> _Coverage:
-        """From `_COVERAGE`'s rows, `_lost_statement`'s and `_WATERMARKS`'
-        (if asked: see `_follow_ups`)."""
+        """From `_COVERAGE`'s rows, `_lost_statement`'s, `_WATERMARKS`' and
+        `_PENDING`'s (if asked: see `_follow_ups`)."""
         kept: dict[str, datetime | None] = {}
         retention: dict[str, timedelta | None] = {}
         intervals: dict[str, timedelta | None] = {}
@@ -1360,6 +1490,7 @@ class _Coverage:
             watermarks,
             stored,
             intervals,
+            _pending(pending_rows, kept, watermarks) if watermarks else {},
         )
 
     def states(self) -> tuple[LevelState, ...]:
@@ -1371,6 +1502,7 @@ class _Coverage:
                 self.retention.get(level),
                 current=level not in self.materialized_to,
                 materialized_to=self.materialized_to.get(level),
+                pending=self.pending.get(level, ()),
             )
             for level in _WIDTHS
         )
@@ -1487,6 +1619,13 @@ def _make_plan(
             f"{_show_width(bucket)} buckets"
         )
     reasons += _freshness(parts, coverage, now)
+    pending = _pending_parts(parts, bucket, coverage)
+    reasons += [
+        f"{part.source} has not materialised frames written, changed or deleted since its last "
+        f"refresh in {_show(part.start)} .. {_show(part.end)}: those buckets do not count them "
+        "until the late-frames job (every ten minutes) or framemeta maintain refreshes it"
+        for part in pending
+    ]
     return StatsPlan(
         first,
         last,
@@ -1496,7 +1635,29 @@ def _make_plan(
         tuple(missing),
         tuple(reasons),
         coverage.states(),
+        pending,
     )
+
+
+def _pending_parts(
+    parts: list[PlanPart], bucket: timedelta, coverage: _Coverage
+) -> tuple[PlanPart, ...]:
+    """Where the rollups ``parts`` read have pending stretches
+    (`_Coverage.pending`), in whole buckets of ``bucket``, newest first."""
+    pending: list[PlanPart] = []
+    for part in parts:
+        widened = (
+            (
+                max(part.start, _floor(stretch.start, bucket)),
+                min(part.end, _ceil(stretch.end, bucket)),
+            )
+            for stretch in coverage.pending.get(part.source, ())
+        )
+        merged = _merged((start, end) for start, end in widened if start < end)
+        pending += [
+            PlanPart(part.source, stretch.start, stretch.end) for stretch in reversed(merged)
+        ]
+    return tuple(pending)
 
 
 def _freshness(parts: list[PlanPart], coverage: _Coverage, now: datetime) -> list[str]:
@@ -2032,11 +2193,12 @@ class FrameQuery:
         coverage = self._coverage
         if coverage is None or coverage.expired():
             rows = self._rows(_COVERAGE)
-            lost, watermarks = _follow_ups(rows)
+            lost, watermarks, pending = _follow_ups(rows)
             coverage = self._coverage = _Coverage.from_rows(
                 rows,
                 self._rows(lost) if lost is not None else [],
                 self._rows(watermarks) if watermarks is not None else [],
+                self._rows(pending) if pending is not None else [],
             )
         return coverage
 
@@ -2242,11 +2404,12 @@ class AsyncFrameQuery:
         coverage = self._coverage
         if coverage is None or coverage.expired():
             rows = await self._rows(_COVERAGE)
-            lost, watermarks = _follow_ups(rows)
+            lost, watermarks, pending = _follow_ups(rows)
             coverage = self._coverage = _Coverage.from_rows(
                 rows,
                 await self._rows(lost) if lost is not None else [],
                 await self._rows(watermarks) if watermarks is not None else [],
+                await self._rows(pending) if pending is not None else [],
             )
         return coverage
 

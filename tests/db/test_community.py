@@ -20,7 +20,7 @@ from psycopg import sql
 from benchmarks.frames import synthetic_frames
 from framemeta import FrameQuery, FrameRecord, MetadataWriter, _status, migrate
 from framemeta.maintenance import _watermarks, erase_frames, maintain, set_retention
-from framemeta.query import _get_statement, _search
+from framemeta.query import PlanPart, _get_statement, _search
 from tests.frames import frames, refresh_rollups
 from tests.rollup_checks import assert_cameras_follow_daily, assert_rollups_consistent
 
@@ -470,6 +470,10 @@ def test_the_late_frames_job_brings_frames_hours_late_into_every_answer(
                 "late-cam"
             ),
             "late-cam" in [info.camera_id for info in query.cameras()],
+            {
+                source: query.plan(start, end, bucket=timedelta(hours=1), resolution=source).pending
+                for source in ("raw", "1m", "1h")
+            },
         )
 
     with FrameQuery(db_dsn) as query:
@@ -478,5 +482,13 @@ def test_the_late_frames_job_brings_frames_hours_late_into_every_answer(
     with FrameQuery(db_dsn) as query:
         after = answers(query)
 
-    assert before == ({"raw": 1, "1m": 0, "1h": 0, "auto": 0}, False, 0, False)
-    assert after == ({"raw": 1, "1m": 1, "1h": 1, "auto": 1}, True, 1, True)
+    # The plans said which buckets missed the frame, until the job ran.
+    hour = late_at.replace(minute=0, second=0)
+    missed = {
+        "raw": (),
+        "1m": (PlanPart("1m", hour, hour + timedelta(hours=1)),),
+        "1h": (PlanPart("1h", hour, hour + timedelta(hours=1)),),
+    }
+    assert before == ({"raw": 1, "1m": 0, "1h": 0, "auto": 0}, False, 0, False, missed)
+    nothing: dict[str, tuple[PlanPart, ...]] = {"raw": (), "1m": (), "1h": ()}
+    assert after == ({"raw": 1, "1m": 1, "1h": 1, "auto": 1}, True, 1, True, nothing)
