@@ -236,9 +236,10 @@ class StatsPlan:
     (community edition) is where a part's rollup has not materialised
     frames written late, changed or deleted since its last refresh
     (`LevelState.pending`), in whole buckets of the plan, newest first:
-    there the answer does not count them yet, for up to ten minutes (the
-    late-frames job); ``resolution="raw"`` counts them now, within raw
-    retention.
+    there the answer does not reflect them yet, for up to ten minutes (the
+    late-frames job); ``resolution="raw"`` reads them now, within raw
+    retention. TimescaleDB logs changes by time, not by camera: a plan for
+    one camera lists where any camera's frames changed.
     """
 
     start: datetime
@@ -278,9 +279,9 @@ class StatsPlan:
             f"  --- {_show(gap.start)} .. {_show(gap.end)}: no data kept" for gap in self.missing
         ]
         lines += [
-            f"  !!! {part.source:>3} {_show(part.start)} .. {_show(part.end)}: "
-            "frames written since its last refresh not counted yet"
-            for part in self.pending
+            f"  !!! {source:>3} {_pending_span(parts)}: changes since its last refresh "
+            "not materialised yet"
+            for source, parts in _by_source(self.pending)
         ]
         lines += [f"  because {reason}" for reason in self.reasons]
         return "\n".join(lines)
@@ -917,24 +918,23 @@ _WATERMARKS: Final = _Statement(sql.SQL(WATERMARKS_SQL), {})
 
 # TimescaleDB's internal times are microseconds since the Unix epoch; its
 # invalidation logs use the type's extremes for "from the beginning" and "to
-# the end", which no datetime holds. Clamped to years 1 and 9999.
-_FIRST_US: Final = -62135596800000000
-_LAST_US: Final = 253402300799999999
+# the end", which no datetime holds. Clamped to the second day of year 1
+# and the last minute but one of the day before the last of year 9999 (the
+# stretches end a minute after their last): a day from either end, so that
+# they stay datetimes in the session's time zone, whatever it is.
+_FIRST_US: Final = -62135510400000000
+_LAST_US: Final = 253402214339999999
 _PENDING: Final = _Statement(
     sql.SQL(
         """
-        WITH c AS MATERIALIZED (
-             SELECT user_view_name, mat_hypertable_id, raw_hypertable_id, mark
-               FROM _timescaledb_catalog.continuous_agg,
-                    _timescaledb_functions.cagg_watermark(mat_hypertable_id) AS mark
-              WHERE user_view_schema = current_schema() AND mark > {first})
         SELECT c.user_view_name, lower(r), upper(r)
-          FROM c
+          FROM _timescaledb_catalog.continuous_agg AS c
          CROSS JOIN LATERAL (
                SELECT range_agg(tstzrange(
-                          _timescaledb_functions.to_timestamp(greatest(i.lo, {first})),
-                          _timescaledb_functions.to_timestamp(least(i.hi, c.mark - 1, {last})),
-                          '[]')) AS stretches
+                          time_bucket('1 minute', _timescaledb_functions.to_timestamp(
+                              greatest(i.lo, {first}))),
+                          time_bucket('1 minute', _timescaledb_functions.to_timestamp(
+                              least(i.hi, {last}))) + interval '1 minute')) AS stretches
                  FROM (SELECT lowest_modified_value, greatest_modified_value
                          FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log
                         WHERE materialization_id = c.mat_hypertable_id
@@ -942,21 +942,22 @@ _PENDING: Final = _Statement(
                        SELECT lowest_modified_value, greatest_modified_value
                          FROM _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log
                         WHERE hypertable_id = c.raw_hypertable_id) AS i (lo, hi)
-                WHERE i.lo < c.mark AND i.hi >= {first}) AS p
+                WHERE i.hi >= {first} AND i.lo <= {last}) AS p
          CROSS JOIN LATERAL unnest(p.stretches) AS r
+         WHERE c.user_view_schema = current_schema()
         """
     ).format(first=sql.Literal(_FIRST_US), last=sql.Literal(_LAST_US)),
     {},
 )
 """Community edition: per continuous aggregate (by its view's name), the
-stretches below its watermark that TimescaleDB's invalidation logs hold
-(the times of frames written, changed or deleted since a refresh last
-covered them, upper bounds included), merged: those in the aggregate's own
-log, and those still in the log of what it is computed from (the raw
-hypertable, or the finer aggregate's materialization hypertable), which
-the next refresh of any aggregate over it moves to the aggregate's log.
-`_pending` keeps those the level below still holds. The catalog tables
-are readable by every role."""
+stretches TimescaleDB's invalidation logs hold for it, in whole minutes,
+merged: the times of frames written, changed or deleted since a refresh
+last covered them, and what was never materialised. They come from the
+aggregate's own log and from the log of what it is computed from (the raw
+hypertable, or the finer aggregate's materialization hypertable), which the
+next refresh of any aggregate over it moves to the aggregate's own log.
+`_pending` keeps those that matter. The catalog tables are readable by
+every role."""
 
 
 def _follow_ups(
@@ -976,37 +977,52 @@ def _pending(
     kept_from: Mapping[str, datetime | None],
     watermarks: Mapping[str, datetime | None],
 ) -> dict[str, tuple[TimeRange, ...]]:
-    """Each rollup level's `LevelState.pending`, from `_PENDING`'s rows
-    (view, first, last, both included), in the level's whole buckets: its
-    own stretches, below its watermark (``watermarks``; None or missing:
-    never refreshed, nothing is below it), from where the level below
-    begins to keep data (``kept_from``: before, nothing can be refreshed;
-    after retention drops a chunk, TimescaleDB logs its range as changed);
-    and the pending stretches of the level below, whose buckets its own
-    are computed from, when materialised and when read past the watermark
+    """Each rollup level's `LevelState.pending`, in the level's whole
+    buckets, from `_PENDING`'s rows (view, start, end). A level's buckets
+    below its watermark (``watermarks``; None or missing: never refreshed,
+    nothing is below it) are stale where its own logs or those of any
+    finer level hold a stretch: a coarser level can be materialised past a
+    finer one's watermark (after a silence, the hourly level to the end of
+    the hour, the 1-minute one to the last frame), and frames that then
+    arrive there are logged for the finer level only. Each log counts from
+    where the level below it keeps data on (``kept_from``): before, nothing
+    can be refreshed, and TimescaleDB logs the range of every chunk
+    retention drops. A level is also stale wherever the level it is
+    computed from is, below its watermark and past it (read in real time)
     alike."""
     levels = {relation: level for level, relation in _RELATIONS.items()}
     logged: dict[str, list[tuple[datetime, datetime]]] = {}
-    for view, first, last in stretch_rows:
-        if view in levels:
-            logged.setdefault(levels[view], []).append((first, last))
+    for view, start, end in stretch_rows:
+        level = levels.get(view)
+        bound = kept_from.get(_FINER[level]) if level is not None else None
+        if level is not None and bound is not None and end > bound:
+            logged.setdefault(level, []).append((max(start, bound), end))
     pending: dict[str, tuple[TimeRange, ...]] = {}
+    below: list[tuple[datetime, datetime]] = []  # the logs of this level and the finer ones
     for level in ("1m", "1h", "1d"):
         width = _WIDTHS[level]
         assert width is not None
+        below += logged.get(level, [])
         mark = watermarks.get(level)
-        bound = kept_from.get(_FINER[level])
         stretches = [
-            (_floor(max(first, bound), width), min(_floor(last, width) + width, mark))
-            for first, last in logged.get(level, [])
-            if mark is not None and bound is not None and last >= bound
+            (_floor(start, width), min(_ceil_or_last(end, width), mark))
+            for start, end in below
+            if mark is not None and start < mark
         ]
         stretches += [
-            (_floor(below.start, width), _ceil(below.end, width))
-            for below in pending.get(_FINER[level], ())
+            (_floor(finer.start, width), _ceil_or_last(finer.end, width))
+            for finer in pending.get(_FINER[level], ())
         ]
         pending[level] = _merged(stretches)
     return pending
+
+
+def _ceil_or_last(moment: datetime, width: timedelta) -> datetime:
+    """`_ceil`, or the last moment a datetime holds where that is past it."""
+    try:
+        return _ceil(moment, width)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _merged(stretches: Iterable[tuple[datetime, datetime]]) -> tuple[TimeRange, ...]:
@@ -1667,10 +1683,11 @@ def _make_plan(
     reasons += _freshness(parts, coverage, now)
     pending = _pending_parts(parts, bucket, coverage)
     reasons += [
-        f"{part.source} has not materialised frames written, changed or deleted since its last "
-        f"refresh in {_show(part.start)} .. {_show(part.end)}: those buckets do not count them "
-        "until the late-frames job (every ten minutes) or framemeta maintain refreshes it"
-        for part in pending
+        f"{source} has not materialised the frames written late, changed or deleted since its "
+        f"last refresh in {_pending_span(source_parts)}: its buckets there do not reflect them "
+        "until the late-frames job (every ten minutes) or framemeta maintain refreshes it; "
+        "resolution raw reads them now"
+        for source, source_parts in _by_source(pending)
     ]
     return StatsPlan(
         first,
@@ -1685,6 +1702,22 @@ def _make_plan(
     )
 
 
+def _by_source(parts: Iterable[PlanPart]) -> list[tuple[str, list[PlanPart]]]:
+    """``parts`` grouped by source, in the order each source first comes."""
+    grouped: dict[str, list[PlanPart]] = {}
+    for part in parts:
+        grouped.setdefault(part.source, []).append(part)
+    return list(grouped.items())
+
+
+def _pending_span(parts: list[PlanPart]) -> str:
+    """Where one source's pending ``parts`` (newest first) lie, in words:
+    each of up to three, or how many and from where to where."""
+    if len(parts) <= 3:
+        return ", ".join(f"{_show(part.start)} .. {_show(part.end)}" for part in parts)
+    return f"{len(parts)} stretches from {_show(parts[-1].start)} to {_show(parts[0].end)}"
+
+
 def _pending_parts(
     parts: list[PlanPart], bucket: timedelta, coverage: _Coverage
 ) -> tuple[PlanPart, ...]:
@@ -1695,7 +1728,7 @@ def _pending_parts(
         widened = (
             (
                 max(part.start, _floor(stretch.start, bucket)),
-                min(part.end, _ceil(stretch.end, bucket)),
+                min(part.end, _ceil_or_last(stretch.end, bucket)),
             )
             for stretch in coverage.pending.get(part.source, ())
         )
