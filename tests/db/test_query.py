@@ -1569,56 +1569,132 @@ def test_an_error_while_rows_stream_in_returns_the_connection(
     asyncio.run(asyncio.wait_for(run(), timeout=60))
 
 
-def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> None:
+@contextlib.contextmanager
+def _leak_reader(db_dsn: str) -> Iterator[str]:
+    """A reader role's conninfo, with 2,000 frames of a camera written, for
+    whom `cameras()` and every `stats()` fail: `cameras()` reads
+    frame_cameras, and in a database younger than its retention, a plan
+    asks the daily rollup whether frames were dropped."""
     with psycopg.connect(db_dsn, autocommit=True) as admin:
         admin.execute(
-            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number)"
-            " VALUES ('cam-1', now(), 1)"
+            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, motion_score,"
+            " detection_count, detection_labels, detection_scores)"
+            " SELECT 'cam-1', now() - make_interval(secs => s), s, 0.9,"
+            "        1, ARRAY['dog'], ARRAY[0.9::real] FROM generate_series(0, 1999) AS s"
         )
         admin.execute("DROP ROLE IF EXISTS leak_reader")
         admin.execute("CREATE ROLE leak_reader LOGIN IN ROLE framemeta_reader")
-        # cameras() and every stats() fail: cameras() reads frame_cameras,
-        # and in a database younger than its retention, a plan asks it
-        # whether frames were dropped.
         admin.execute("REVOKE SELECT ON frame_stats_1d, frame_cameras FROM framemeta_reader")
-    reader = make_conninfo(db_dsn, user="leak_reader")
-    failures = 0
     try:
-        with FrameQuery(reader, max_size=3) as query:
-            baseline = query.pool.get_stats()
-            day = (NOW - timedelta(days=1), NOW + timedelta(days=1))
-            for call in range(10_000):
-                try:
-                    if call % 6 == 0:
-                        query.latest("cam-1")
-                    elif call % 6 == 1:
-                        query.get("cam-1", NOW, call)
-                    elif call % 6 == 2:
-                        query.cameras()
-                    elif call % 6 == 3:
-                        with contextlib.closing(query.frames("cam-1", *day)) as stream:
-                            next(stream, None)
-                    elif call % 6 == 4:
-                        query.stats(*day, bucket=timedelta(minutes=1))
-                    else:
-                        query.stats(*day, bucket=timedelta(hours=1))
-                except psycopg.errors.InsufficientPrivilege:
-                    failures += 1
-            out = _connections_out(query)
-            size = query.pool.get_stats()["pool_size"]
-            with psycopg.connect(db_dsn) as admin:
-                row = admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'leak_reader'"
-                ).fetchone()
-        assert failures == 1667 + 1666 + 1666  # cameras(), stats by minute and by hour
-        assert out == 0
-        assert baseline["pool_size"] <= size <= 3
-        assert row is not None
-        assert row[0] <= 3
+        yield make_conninfo(db_dsn, user="leak_reader")
     finally:
         with psycopg.connect(db_dsn, autocommit=True) as admin:
             admin.execute("DROP OWNED BY leak_reader")
             admin.execute("DROP ROLE leak_reader")
+
+
+def _leak_reader_sessions(db_dsn: str) -> int:
+    with psycopg.connect(db_dsn) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'leak_reader'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+_LEAK_DAY: Final = (NOW - timedelta(days=1), NOW + timedelta(days=1))
+
+
+def test_ten_thousand_calls_with_failures_leak_no_connection(db_dsn: str) -> None:
+    """Every kind of call, 1,250 times each; three kinds fail (permission
+    denied), and one stream is abandoned after its first frame."""
+    failures = 0
+    with _leak_reader(db_dsn) as reader, FrameQuery(reader, max_size=3) as query:
+        baseline = query.pool.get_stats()
+        day = _LEAK_DAY
+        for call in range(10_000):
+            try:
+                if call % 8 == 0:
+                    query.latest("cam-1")
+                elif call % 8 == 1:
+                    query.get("cam-1", NOW, call)
+                elif call % 8 == 2:
+                    query.cameras()
+                elif call % 8 == 3:
+                    with contextlib.closing(query.frames("cam-1", *day)) as stream:
+                        next(stream, None)
+                elif call % 8 == 4:
+                    query.stats(*day, bucket=timedelta(minutes=1))
+                elif call % 8 == 5:
+                    query.stats(*day, bucket=timedelta(hours=1))
+                elif call % 8 == 6:
+                    assert len(query.search(None, *day, camera_id="cam-1", label="dog")) == 100
+                else:
+                    assert len(query.motion_events(*day, camera_id="cam-1")) == 2000
+            except psycopg.errors.InsufficientPrivilege:
+                failures += 1
+        out = _connections_out(query)
+        size = query.pool.get_stats()["pool_size"]
+        sessions = _leak_reader_sessions(db_dsn)
+    assert failures == 3 * 1250  # cameras(), stats by minute and by hour
+    assert out == 0
+    assert baseline["pool_size"] <= size <= 3
+    assert sessions <= 3
+
+
+def test_ten_thousand_async_calls_with_failures_and_cancellations_leak_no_connection(
+    db_dsn: str,
+) -> None:
+    """`AsyncFrameQuery`: the same calls, and reads of 2,000 motion events
+    cancelled by a timeout (before the statement is sent, and while its
+    rows arrive); the pool is whole afterwards and still answers."""
+
+    async def run(reader: str) -> tuple[int, int, int, int, int, bool]:
+        failures = cancelled = 0
+        async with AsyncFrameQuery(reader, max_size=3) as query:
+            await query.pool.wait()
+            day = _LEAK_DAY
+            for call in range(10_000):
+                try:
+                    if call % 8 == 0:
+                        await query.latest("cam-1")
+                    elif call % 8 == 1:
+                        await query.get("cam-1", NOW, call)
+                    elif call % 8 == 2:
+                        await query.cameras()
+                    elif call % 8 == 3:
+                        stream = query.frames("cam-1", *day)
+                        await anext(stream)
+                        await stream.aclose()
+                    elif call % 8 == 4:
+                        await query.stats(*day, bucket=timedelta(minutes=1))
+                    elif call % 8 == 5:
+                        await query.stats(*day, bucket=timedelta(hours=1))
+                    elif call % 8 == 6:
+                        await query.search(None, *day, camera_id="cam-1", label="dog")
+                    else:
+                        timeout = 0.0003 * ((call // 8) % 10)
+                        await asyncio.wait_for(query.motion_events(*day), timeout)
+                except psycopg.errors.InsufficientPrivilege:
+                    failures += 1
+                except TimeoutError:
+                    cancelled += 1
+            deadline = time.monotonic() + 2
+            while True:
+                stats = query.pool.get_stats()
+                out = stats["pool_size"] - stats["pool_available"]
+                if out == 0 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+            sessions = _leak_reader_sessions(db_dsn)
+            answers = await query.latest("cam-1") is not None
+            return failures, cancelled, out, stats["pool_size"], sessions, answers
+
+    with _leak_reader(db_dsn) as reader:
+        failures, cancelled, out, size, sessions, answers = asyncio.run(run(reader))
+    assert failures == 3 * 1250
+    assert cancelled > 0
+    assert (out, sessions <= 3, size <= 3, answers) == (0, True, True, True)
 
 
 def _end_query_sessions(dsn: str) -> int:
@@ -1662,6 +1738,41 @@ def test_reads_go_on_after_the_server_ends_their_connections(
         assert _end_query_sessions(dsn) == 2
         assert read(query) == expected
         assert _connections_out(query) == 0
+
+
+def test_a_connection_idle_for_over_a_second_is_checked_on_checkout(
+    loaded: tuple[str, list[FrameRecord]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool checks a connection on checkout (a round trip) only when it
+    has not answered for a second: one ended by the server while idle is
+    found by the check and replaced before the read runs on it."""
+    dsn, _ = loaded
+    checks: list[bool] = []
+    check = ConnectionPool.check_connection
+
+    def counted(conn: psycopg.Connection[Any]) -> None:
+        try:
+            check(conn)
+        except psycopg.OperationalError:
+            checks.append(False)
+            raise
+        checks.append(True)
+
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(counted))
+    with FrameQuery(dsn, min_size=1, max_size=1) as query:
+        query.pool.wait()
+        assert query.latest("cam-01") is not None  # a new connection: checked
+        assert query.latest("cam-01") is not None  # just answered: not checked
+        assert checks == [True]
+        time.sleep(1.2)
+        assert query.latest("cam-01") is not None
+        assert checks == [True, True]
+        time.sleep(1.2)
+        assert _end_query_sessions(dsn) == 1
+        assert query.latest("cam-01") is not None
+        lost = query.pool.get_stats().get("connections_lost", 0)
+    assert checks == [True, True, False, True]  # the ended one, then its replacement
+    assert lost == 1
 
 
 def test_async_reads_go_on_after_the_server_ends_their_connections(
