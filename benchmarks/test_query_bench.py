@@ -402,6 +402,26 @@ def test_stats_of_a_camera_day_by_hour(
     _measure(benchmark, beside, "stats, a camera-day by hour", call, 5.0)
 
 
+def test_stats_of_a_camera_six_hours_by_minute(
+    benchmark: BenchmarkFixture,
+    beside: Beside,
+    query: FrameQuery,
+    week: tuple[str, datetime],
+) -> None:
+    """A dashboard's recent-activity chart: 360 buckets of the 1-minute
+    level."""
+
+    def call(rng: random.Random) -> Any:
+        start = _moment(rng, week[1], timedelta(hours=6)).replace(second=0)
+        rows = query.stats(
+            start, start + timedelta(hours=6), camera_id=_camera(rng), bucket=timedelta(minutes=1)
+        )
+        assert len(rows) == 360
+        return rows
+
+    _measure(benchmark, beside, "stats, a camera's 6 hours by minute", call, 5.0)
+
+
 def test_stats_of_a_camera_year_by_day(
     benchmark: BenchmarkFixture,
     beside: Beside,
