@@ -1836,12 +1836,27 @@ def test_a_timeout_while_the_pool_checks_after_a_lost_connection_is_not_lost(
             return waited, await aquery.latest("cam-01")
 
     waited, latest = asyncio.run(asyncio.wait_for(run(), timeout=60))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        left = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = 'framemeta-query' AND datname = current_database()"
-        ).fetchone()
+    left = _query_sessions_left(dsn)
 
     assert waited < 0.9
     assert latest is not None
-    assert left == (0,)
+    assert left == 0
+
+
+def _query_sessions_left(dsn: str) -> int:
+    """The Query API's server sessions on this database once its pools are
+    closed: a session leaves pg_stat_activity when its backend has exited,
+    a moment after the client closed it (one was still listed in a CI run
+    on a loaded machine), so wait up to 2 s for them to go; one left open
+    stays."""
+    deadline = time.monotonic() + 2
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'framemeta-query' AND datname = current_database()"
+            ).fetchone()
+            assert row is not None
+            if row[0] == 0 or time.monotonic() > deadline:
+                return int(row[0])
+            time.sleep(0.05)
