@@ -98,10 +98,6 @@ _CHUNKED: Final = psycopg.capabilities.has_stream_chunked()
 """False with a libpq older than 17: results are then read whole."""
 _SEARCH_WINDOW: Final = timedelta(minutes=5)  # searched along the key first
 _SEARCH_FIRST_WINDOW: Final = timedelta(minutes=1)  # with metadata: its first step
-# One camera's search for metadata takes the same steps over longer
-# windows: a camera-hour, the common case, stays one statement.
-_CAMERA_SEARCH_WINDOW: Final = timedelta(hours=5)
-_CAMERA_SEARCH_FIRST_WINDOW: Final = timedelta(hours=1)
 _DETECTION_FIRST_WINDOW: Final = timedelta(hours=1)  # by detection: its first step
 # The motion threshold the partial index is built for (migration 0002).
 _MOTION_INDEX_THRESHOLD: Final = 0.5
@@ -577,10 +573,7 @@ class _Search:
 
     def first(self) -> _Statement:
         if self.camera_id is not None:
-            if self.contains is None:
-                return self._one_camera()
-            middle = _ahead(self.start, _CAMERA_SEARCH_FIRST_WINDOW, self.end)
-            return self._one_camera(self.start, middle, self.limit, "first")
+            return self._one_camera()
         if self._by_detections():
             return self._by_time()
         if self.contains is not None:
@@ -595,22 +588,19 @@ class _Search:
         return self.contains is None and (self.label is not None or self.min_confidence is not None)
 
     def next(self, page: _Statement, records: list[FrameRecord], fetched: int) -> _Statement | None:
-        """A search by detection alone is one statement: of one camera, or
-        of every camera (`_by_detections`). A search for metadata takes a
-        second statement only when its first minute (of every camera) or
-        hour (of one) did not fill the limit (`_rest_then_index`). A search
-        of every camera with no condition at all reads windows that double
-        until the limit is filled, where one statement over the whole range
-        would read and sort all of it (every camera's frames are found only
-        by camera)."""
-        if self._by_detections() or fetched >= self.limit:
+        """A search of one camera is one statement, and so is a search of
+        every camera by detection alone (`_by_detections`). Across every
+        camera, a search for metadata takes a second statement only when
+        its first minute did not fill the limit (`_rest_then_index`); one
+        with no condition at all reads windows that double until the limit
+        is filled, where one statement over the whole range would read and
+        sort all of it (every camera's frames are found only by camera)."""
+        if self.camera_id is not None or self._by_detections() or fetched >= self.limit:
             return None
         if self.contains is not None:
             if "first_end" not in page.params or page.params["first_end"] >= self.end:
                 return None
             return self._rest_then_index(page.params["first_end"], self.limit - fetched)
-        if self.camera_id is not None:
-            return None
         window_end = page.params["window_end"]
         if window_end >= self.end:
             return None
@@ -683,30 +673,15 @@ class _Search:
             conditions.append(sql.SQL("camera_id = %(camera)s"))
         return sql.SQL(" AND ").join(conditions + self._filters())
 
-    def _one_camera(
-        self,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 0,
-        name: str = "",
-    ) -> _Statement:
-        """One camera's frames walked along the primary key (or 0008's
-        index), matched row by row: over the whole range, or over ``[start,
-        end)`` up to ``limit`` with parameters named after ``name`` (a step
-        of a search for metadata). A camera-hour is a few thousand rows;
-        intersecting the GIN index over whole chunks costs more."""
-        params = self._params()
-        where = self._where()
-        limit_param = sql.Placeholder("limit")
-        if name:
-            params |= {f"{name}_start": start, f"{name}_end": end, f"{name}_limit": limit}
-            where = self._where(f"{name}_start", f"{name}_end")
-            limit_param = sql.Placeholder(f"{name}_limit")
+    def _one_camera(self) -> _Statement:
+        # The primary key (or 0008's index) narrows the range to a few
+        # thousand rows; intersecting the GIN index over whole chunks costs
+        # more.
         query = sql.SQL(
             "SELECT {} FROM frame_metadata WHERE {} ORDER BY captured_at, camera_id,"
-            " frame_number LIMIT {}"
-        ).format(_FRAME_COLUMNS, where, limit_param)
-        return _Statement(query, params)
+            " frame_number LIMIT %(limit)s"
+        ).format(_FRAME_COLUMNS, self._where())
+        return _Statement(query, self._params())
 
     def _by_time(self) -> _Statement:
         # Every camera by detection: the first frames by time alone (0010's
@@ -812,47 +787,26 @@ class _Search:
         # milliseconds. With all three steps in one statement, the common
         # case paid for the start-up of the two it did not run: 3.86 against
         # 2.29 ms at p50 for a day of every camera (prepared, alternating).
-        #
-        # One camera takes the same steps over an hour, then four more. Its
-        # GIN step intersects the index with the camera's stretch of the
-        # primary key (a bitmap of each), found in a subquery the limit
-        # cannot reach (OFFSET 0): ordered and limited, the planner walked
-        # the key over the whole range instead. Two days of a camera among
-        # 12, after the first hour, plain SQL (15 calls): a value in one
-        # frame, 3.0 against 34.4 ms at p50; one in the camera's 1 frame in
-        # 20,000 and in every 40th frame of the others, 10.7 against 32.8; a
-        # value the camera never has and a quarter of the others do, 26.7
-        # against 34.0.
-        one = self.camera_id is not None
-        window = _CAMERA_SEARCH_WINDOW if one else _SEARCH_WINDOW
-        late_start = max(middle, _ahead(self.start, window, self.end))
-        if one:
-            second = self._one_camera(middle, late_start, limit, "second")
-        else:
-            second = self._window(middle, late_start, limit, "second")
+        late_start = max(middle, _ahead(self.start, _SEARCH_WINDOW, self.end))
+        second = self._window(middle, late_start, limit, "second")
         late = [
             sql.SQL("captured_at >= %(second_end)s AND captured_at < %(end)s"),
-            *([sql.SQL("camera_id = %(camera)s")] if one else []),
             sql.SQL("metadata @> %(contains)s::jsonb"),
             *self._filters(contains=False),
-            sql.SQL("(SELECT count(*) FROM second) < %(second_limit)s"),
         ]
-        rest = sql.SQL("SELECT {columns} FROM frame_metadata WHERE {late}").format(
-            columns=_FRAME_COLUMNS, late=sql.SQL(" AND ").join(late)
-        )
-        if one:
-            rest = sql.SQL("SELECT * FROM ({} OFFSET 0) AS rest").format(rest)
         query = sql.SQL(
             """
             WITH second AS MATERIALIZED ({second})
             SELECT * FROM (
                 SELECT * FROM second
                 UNION ALL
-                ({rest} ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s)
+                (SELECT {columns} FROM frame_metadata
+                  WHERE {late} AND (SELECT count(*) FROM second) < %(second_limit)s
+                  ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s)
             ) AS matches
             ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s
             """
-        ).format(second=second.query, rest=rest)
+        ).format(second=second.query, columns=_FRAME_COLUMNS, late=sql.SQL(" AND ").join(late))
         return _Statement(query, second.params)
 
 

@@ -669,58 +669,6 @@ def test_metadata_matches_are_found_in_time_order_at_every_step(db_dsn: str) -> 
     assert asyncio.run(run()) == found
 
 
-def test_one_cameras_metadata_search_walks_its_first_hours_then_asks_the_gin_index(
-    db_dsn: str,
-) -> None:
-    """Two days of 4 cameras at 1 frame/s. One camera's search for metadata
-    walks its first hour by key, then the next four, then asks the GIN
-    index for the rest (a value rare in that camera would otherwise have
-    it walk the whole range): a match lies in each step, and the other
-    cameras hold the value often."""
-    tagged = (600, 3 * 3600 + 5, 30 * 3600, 47 * 3600)
-    with psycopg.connect(db_dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, metadata)"
-            " SELECT 'cam-' || c, %(start)s + make_interval(secs => s), s,"
-            "        CASE WHEN (c = 2 AND s = ANY(%(tagged)s)) OR (c <> 2 AND s %% 50 = 0)"
-            '             THEN \'{"zone": "gate", "tag": "x"}\'::jsonb'
-            '             ELSE \'{"zone": "gate"}\'::jsonb END'
-            "   FROM generate_series(0, 2 * 86400 - 1) AS s, generate_series(0, 3) AS c",
-            {"start": START - 2 * _DAY, "tagged": list(tagged)},
-        )
-        conn.execute("ANALYZE frame_metadata")
-        search = framemeta.query._search(
-            {"tag": "x"}, None, None, START - 2 * _DAY, START, "cam-2", 100
-        )
-        first = search.first()
-        second = search.next(first, [], 0)
-        assert second is not None
-        explain = sql.SQL("EXPLAIN (FORMAT JSON) {}").format(second.query)
-        [(plan,)] = conn.execute(explain, second.params).fetchall()
-        names = _index_names(plan[0]["Plan"])
-        assert any(name.endswith("frame_metadata_metadata_idx") for name in names), names
-        assert search.next(second, [], 0) is None
-
-    def at(second: int) -> datetime:
-        return START - 2 * _DAY + timedelta(seconds=second)
-
-    with FrameQuery(db_dsn) as query:
-        for start in (at(0), at(601), at(3 * 3600 + 6), at(30 * 3600 + 1)):
-            want = [at(second) for second in tagged if at(second) >= start]
-            for limit in (1, 2, 100):
-                found = query.search({"tag": "x"}, start, START, camera_id="cam-2", limit=limit)
-                assert [record.captured_at for record in found] == want[:limit]
-                assert {record.camera_id for record in found} <= {"cam-2"}
-        common = query.search({"zone": "gate"}, at(0), START, camera_id="cam-2", limit=500)
-        assert [record.captured_at for record in common] == [at(second) for second in range(500)]
-
-    async def run() -> list[FrameRecord]:
-        async with AsyncFrameQuery(db_dsn) as aquery:
-            return await aquery.search({"tag": "x"}, at(0), START, camera_id="cam-2")
-
-    assert [record.captured_at for record in asyncio.run(run())] == [at(s) for s in tagged]
-
-
 def test_hostile_metadata_keys_are_values_not_sql(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery
 ) -> None:
