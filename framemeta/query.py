@@ -208,14 +208,16 @@ class LevelState:
     are computed from the level below when read (real-time aggregation).
     None when ``current``, or when it was never refreshed."""
     pending: tuple[TimeRange, ...] = ()
-    """Community edition's rollups: stretches below the watermark, in the
-    level's whole buckets, where frames were written, changed or deleted
-    since the last refresh there (late frames: TimescaleDB's invalidation
-    logs), in the level itself or in a level it is computed from. Until a
-    refresh (the late-frames job, every ten minutes, a refresh policy, or
-    ``framemeta maintain``) its buckets there do not count those changes.
-    Only stretches the level below still keeps are listed: nothing can be
-    refreshed where it keeps nothing. Empty when ``current``."""
+    """Community edition's rollups: stretches, in the level's whole
+    buckets, whose answers miss frames written late, changed or deleted
+    since the last refresh there (TimescaleDB's invalidation logs): below
+    its watermark, where its own log or a finer level's holds them, and
+    wherever the level it is computed from has pending stretches, past
+    its watermark too (read in real time). Until a refresh (the late-frames
+    job, every ten minutes, a refresh policy, or ``framemeta maintain``)
+    its buckets there do not reflect those changes. Only stretches the
+    level below still keeps are listed: nothing can be refreshed where it
+    keeps nothing. Empty when ``current``."""
 
 
 @attrs.frozen
