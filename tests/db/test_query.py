@@ -669,6 +669,40 @@ def test_metadata_matches_are_found_in_time_order_at_every_step(db_dsn: str) -> 
     assert asyncio.run(run()) == found
 
 
+def test_a_metadata_value_frequent_only_later_is_found_in_time_order(db_dsn: str) -> None:
+    """Three cameras, a frame a second for two hours; a value in every
+    frame from minute 30 on, and the second hour's frames stored first.
+    Across cameras the GIN step first takes matches in the order the heap
+    holds them (the second hour's), then reads the index again only up to
+    the limit-th earliest of those: the frames of minutes 30-60, stored
+    later, are still found first."""
+    start = START - 2 * _HOUR
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        for seconds in ("3600, 7199", "0, 3599"):
+            conn.execute(
+                "INSERT INTO frame_metadata (camera_id, captured_at, frame_number, metadata)"
+                " SELECT 'cam-' || c, %(start)s + make_interval(secs => s), s,"
+                '        CASE WHEN s >= 1800 THEN \'{"light": "day"}\'::jsonb'
+                '             ELSE \'{"light": "night"}\'::jsonb END'
+                f"   FROM generate_series({seconds}) AS s, generate_series(0, 2) AS c",
+                {"start": start},
+            )
+        conn.execute("ANALYZE frame_metadata")
+        rows = conn.execute(
+            "SELECT camera_id, captured_at, frame_number FROM frame_metadata"
+            ' WHERE metadata @> \'{"light": "day"}\' ORDER BY 2, 1, 3'
+        ).fetchall()
+    refresh_rollups(db_dsn)
+    with FrameQuery(db_dsn) as query:
+        for limit in (1, 100, 1000, 5000, 10_000):
+            found = query.search({"light": "day"}, start, START, limit=limit)
+            assert [(r.camera_id, r.captured_at, r.frame_number) for r in found] == rows[:limit]
+        later = start + timedelta(minutes=50)
+        found = query.search({"light": "day"}, later, START, limit=100)
+        assert found[0].captured_at == later
+        assert query.search({"light": "dusk"}, start, START) == []
+
+
 def test_hostile_metadata_keys_are_values_not_sql(
     loaded: tuple[str, list[FrameRecord]], query: FrameQuery
 ) -> None:
