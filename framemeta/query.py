@@ -839,7 +839,7 @@ class _Search:
             ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s
             """
         ).format(second=second.query, columns=_FRAME_COLUMNS, matched=matched)
-        return _Statement(query, second.params | {"probe_rows": max(limit, _SEARCH_PROBE_ROWS)})
+        return _Statement(query, {**second.params, "probe_rows": max(limit, _SEARCH_PROBE_ROWS)})
 
 
 def _cameras_statement() -> _Statement:
