@@ -795,8 +795,10 @@ class _Search:
         # first minutes and frequent later (a daytime value searched from
         # midnight) had it fetch and sort every match in the rest of the
         # range (two days of 12 cameras: 967 ms). So it first takes up to
-        # `_SEARCH_PROBE_ROWS` matches in the order the heap holds them
-        # (`probe`, no sort). Fewer: those are all the matches, sorted.
+        # `_SEARCH_PROBE_ROWS` matches, or twice the limit, in the order the
+        # heap holds them (`probe`, no sort; twice: a value with a little
+        # more than the limit's matches would otherwise be read twice).
+        # Fewer: those are all the matches, sorted.
         # As many: the limit's worth of matches are all at or before the
         # limit-th earliest of them, and a second pass reads the index only
         # up to that time, ANDed with the BRIN index on time (migration
@@ -861,7 +863,9 @@ class _Search:
             ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s
             """
         ).format(second=second.query, columns=_FRAME_COLUMNS, matched=matched)
-        return _Statement(query, {**second.params, "probe_rows": max(limit, _SEARCH_PROBE_ROWS)})
+        return _Statement(
+            query, {**second.params, "probe_rows": max(2 * limit, _SEARCH_PROBE_ROWS)}
+        )
 
 
 def _cameras_statement() -> _Statement:
