@@ -818,25 +818,10 @@ class _Search:
                 sql.SQL("(SELECT count(*) FROM second) < %(second_limit)s"),
             ]
         )
-        if self.label is not None or self.min_confidence is not None:
-            query = sql.SQL(
-                """
-                WITH second AS MATERIALIZED ({second})
-                SELECT * FROM (
-                    SELECT * FROM second
-                    UNION ALL
-                    (SELECT {columns} FROM frame_metadata
-                      WHERE captured_at >= %(second_end)s AND captured_at < %(end)s
-                        AND {matched}
-                      ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s)
-                ) AS matches
-                ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s
-                """
-            ).format(second=second.query, columns=_FRAME_COLUMNS, matched=matched)
-            return _Statement(query, second.params)
-        query = sql.SQL(
-            """
-            WITH second AS MATERIALIZED ({second}),
+        # The rest of the range: read in order (`ordered`), or probed first.
+        ordered = self.label is not None or self.min_confidence is not None
+        probe = sql.SQL(
+            """,
             probe AS MATERIALIZED (
                 SELECT * FROM (
                     SELECT {columns} FROM frame_metadata
@@ -848,21 +833,40 @@ class _Search:
                        (SELECT p.captured_at FROM probe AS p ORDER BY p.captured_at
                         OFFSET %(second_limit)s - 1 LIMIT 1) + interval '1 microsecond' AS until
                   FROM probe
+            )"""
+        )
+        rest = sql.SQL(
+            """
+            (SELECT * FROM probe WHERE NOT (SELECT capped FROM bound)
+              ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s)
+            UNION ALL
+            (SELECT {columns} FROM frame_metadata
+              WHERE captured_at >= %(second_end)s AND captured_at < (SELECT until FROM bound)
+                AND {matched} AND (SELECT capped FROM bound)
+              ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s)"""
+        )
+        if ordered:
+            probe = sql.SQL("")
+            rest = sql.SQL(
+                """
+                (SELECT {columns} FROM frame_metadata
+                  WHERE captured_at >= %(second_end)s AND captured_at < %(end)s AND {matched}
+                  ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s)"""
             )
+        query = sql.SQL(
+            """
+            WITH second AS MATERIALIZED ({second}){probe}
             SELECT * FROM (
                 SELECT * FROM second
-                UNION ALL
-                (SELECT * FROM probe WHERE NOT (SELECT capped FROM bound)
-                  ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s)
-                UNION ALL
-                (SELECT {columns} FROM frame_metadata
-                  WHERE captured_at >= %(second_end)s AND captured_at < (SELECT until FROM bound)
-                    AND {matched} AND (SELECT capped FROM bound)
-                  ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s)
+                UNION ALL {rest}
             ) AS matches
             ORDER BY captured_at, camera_id, frame_number LIMIT %(second_limit)s
             """
-        ).format(second=second.query, columns=_FRAME_COLUMNS, matched=matched)
+        ).format(
+            second=second.query,
+            probe=probe.format(columns=_FRAME_COLUMNS, matched=matched),
+            rest=rest.format(columns=_FRAME_COLUMNS, matched=matched),
+        )
         return _Statement(
             query, {**second.params, "probe_rows": max(2 * limit, _SEARCH_PROBE_ROWS)}
         )
