@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,7 +20,7 @@ from psycopg import sql
 from benchmarks.frames import synthetic_frames
 from framemeta import FrameQuery, FrameRecord, MetadataWriter, _status, migrate
 from framemeta.maintenance import _watermarks, erase_frames, maintain, set_retention
-from framemeta.query import PlanPart, _get_statement, _search
+from framemeta.query import _WIDTHS, PlanPart, _get_statement, _search
 from tests.frames import frames, refresh_rollups
 from tests.rollup_checks import assert_cameras_follow_daily, assert_rollups_consistent
 
@@ -529,7 +529,8 @@ def test_plans_list_every_bucket_a_rollup_misses_after_a_replayed_outage(
                 for row in query.stats(start, end, bucket=bucket, resolution="raw")
             }
             for resolution in ("1m", "1h", "1d", "auto"):
-                if bucket % (_LEVEL_WIDTHS[resolution]) != timedelta(0):
+                # A level answers buckets its own divide; auto any whole minutes.
+                if bucket % (_WIDTHS.get(resolution) or timedelta(minutes=1)) != timedelta(0):
                     continue
                 plan = query.plan(start, end, bucket=bucket, resolution=resolution)
                 for row in query.stats(start, end, bucket=bucket, resolution=resolution):
@@ -552,11 +553,3 @@ def test_plans_list_every_bucket_a_rollup_misses_after_a_replayed_outage(
     with FrameQuery(db_dsn) as query:
         assert missed(query) == (0, [])
         assert query.plan(start, end, resolution="1h").pending == ()
-
-
-_LEVEL_WIDTHS: Final = {
-    "1m": timedelta(minutes=1),
-    "1h": timedelta(hours=1),
-    "1d": timedelta(days=1),
-    "auto": timedelta(minutes=1),
-}
